@@ -1,0 +1,201 @@
+// Package torch is maddr's op-level binding to libtorch (ATen + autograd).
+//
+// Models, losses and training loops are Go; this package only forwards single
+// ops to libtorch through a small C shim (shim.cc) that turns every C++
+// exception into a Go error.
+//
+// # Errors
+//
+// A Tensor carries a sticky error, in the manner of bufio.Scanner: an op whose
+// operand already failed returns a failed tensor without calling libtorch, so
+// model code reads like PyTorch (x.Conv2d(...).LeakyRelu(0.2)) and checks the
+// error once, where a value is read (Float32s, Item, Backward) or with Err.
+//
+// # Memory
+//
+// Go's garbage collector cannot see libtorch's allocations, so tensors are
+// freed deterministically by a Scope: the result of an op joins the scope of
+// its first scoped operand, and Scope.Close frees everything in the scope.
+// Scope.Keep hands a result to the parent scope (or to the caller). Tensors
+// outside every scope (parameters, optimizer state) are freed by Free, with a
+// finalizer only as a safety net.
+//
+// # Threads
+//
+// Grad mode is thread-local in libtorch while goroutines move between OS
+// threads, so NoGrad pins the goroutine to its thread for the duration.
+package torch
+
+/*
+#cgo CXXFLAGS: -std=c++17 -O2 -I/usr/include/torch/csrc/api/include
+#cgo LDFLAGS: -ltorch -ltorch_cpu -lc10
+#include <stdlib.h>
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"unsafe"
+)
+
+func init() {
+	// libtorch starts with one intra-op thread on these machines.
+	SetNumThreads(runtime.NumCPU())
+}
+
+// Version is the version of the linked libtorch, e.g. "1.13.0".
+func Version() string { return C.GoString(C.mt_version()) }
+
+// BuildConfig is libtorch's own description of its build (compiler, BLAS,
+// CPU capability, CUDA), as printed by torch.__config__.show().
+func BuildConfig() string {
+	p := C.mt_config()
+	defer C.mt_free_string(p)
+	return C.GoString(p)
+}
+
+// CPUCapability is the vector instruction set libtorch's kernels dispatch to
+// (e.g. "AVX512"), read from BuildConfig.
+func CPUCapability() string {
+	for _, line := range strings.Split(BuildConfig(), "\n") {
+		if _, after, ok := strings.Cut(line, "CPU capability usage:"); ok {
+			return strings.TrimSpace(after)
+		}
+	}
+	return "unknown"
+}
+
+// CPUFlags lists the vector extensions the processor reports in /proc/cpuinfo
+// (sse4_2, avx, avx2, fma, avx512*, amx*). It is empty where that file does not exist.
+func CPUFlags() []string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), ":")
+		if !ok || strings.TrimSpace(name) != "flags" {
+			continue
+		}
+		var out []string
+		for _, fl := range strings.Fields(value) {
+			if fl == "sse4_2" || fl == "avx" || fl == "avx2" || fl == "fma" || fl == "f16c" ||
+				strings.HasPrefix(fl, "avx512") || strings.HasPrefix(fl, "amx") || strings.HasPrefix(fl, "avx_vnni") {
+				out = append(out, fl)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// CUDAAvailable reports whether the linked libtorch was built with CUDA and sees a device.
+func CUDAAvailable() bool { return C.mt_cuda_available() != 0 }
+
+// CUDADeviceCount is the number of CUDA devices libtorch sees (0 without CUDA).
+func CUDADeviceCount() int { return int(C.mt_cuda_device_count()) }
+
+// SetNumThreads sets libtorch's intra-op thread count; n <= 0 means all cores.
+func SetNumThreads(n int) {
+	if n <= 0 {
+		n = runtime.NumCPU()
+	}
+	C.mt_set_num_threads(C.int(n))
+}
+
+// NumThreads is libtorch's current intra-op thread count.
+func NumThreads() int { return int(C.mt_get_num_threads()) }
+
+// ManualSeed seeds libtorch's default CPU generator, like torch.manual_seed.
+func ManualSeed(seed uint64) error {
+	return cerror("manual_seed", C.mt_manual_seed(C.uint64_t(seed)))
+}
+
+// Error is a failure reported by libtorch (a C++ exception) or by the binding.
+type Error struct {
+	Op  string
+	Msg string
+}
+
+func (e *Error) Error() string { return "torch: " + e.Op + ": " + e.Msg }
+
+// cerror converts a shim error string into a Go error and frees it.
+func cerror(op string, e C.mt_err) error {
+	if e == nil {
+		return nil
+	}
+	msg := C.GoString(e)
+	C.mt_free_string(e)
+	return &Error{Op: op, Msg: strings.TrimSpace(msg)}
+}
+
+// Generator is an independent seeded random stream for the random ops.
+// A nil *Generator means libtorch's default generator.
+type Generator struct {
+	g C.mt_generator
+}
+
+// NewGenerator returns a CPU generator seeded with seed.
+func NewGenerator(seed uint64) (*Generator, error) {
+	var g C.mt_generator
+	if err := cerror("generator", C.mt_generator_new(C.uint64_t(seed), &g)); err != nil {
+		return nil, err
+	}
+	gen := &Generator{g: g}
+	runtime.SetFinalizer(gen, func(gen *Generator) { C.mt_generator_free(gen.g) })
+	return gen, nil
+}
+
+func (g *Generator) handle() C.mt_generator {
+	if g == nil {
+		return nil
+	}
+	return g.g
+}
+
+// GradEnabled reports whether autograd records ops on the calling OS thread.
+func GradEnabled() bool { return C.mt_is_grad_enabled() != 0 }
+
+// NoGrad runs fn with autograd recording switched off, as torch.no_grad does.
+// The goroutine stays on one OS thread while fn runs because grad mode is
+// thread-local in libtorch.
+func NoGrad(fn func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	prev := C.mt_is_grad_enabled()
+	C.mt_set_grad_enabled(0)
+	defer C.mt_set_grad_enabled(prev)
+	return fn()
+}
+
+// int64Ptr returns a C pointer to the first element of s (nil when empty).
+func int64Ptr(s []int64) *C.int64_t {
+	if len(s) == 0 {
+		return nil
+	}
+	return (*C.int64_t)(unsafe.Pointer(&s[0]))
+}
+
+func boolInt(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// shapeString formats a shape like PyTorch does: [32, 1, 64, 64].
+func shapeString(shape []int64) string {
+	parts := make([]string, len(shape))
+	for i, d := range shape {
+		parts[i] = fmt.Sprint(d)
+	}
+	return "[" + strings.Join(parts, ", ") + "]"
+}
