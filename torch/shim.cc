@@ -421,8 +421,9 @@ mt_err mt_inplace_scalar(int op, mt_tensor a, double s) {
   MT_TRY({
     at::NoGradGuard no_grad;
     switch (op) {
-      case MT_ADD_: a->t.add_(s); break;
-      case MT_MUL_: a->t.mul_(s); break;
+      // An integral tensor (a step counter) must get an integral scalar or ATen refuses the cast.
+      case MT_ADD_: a->t.add_(a->t.is_floating_point() ? at::Scalar(s) : at::Scalar(static_cast<int64_t>(s))); break;
+      case MT_MUL_: a->t.mul_(a->t.is_floating_point() ? at::Scalar(s) : at::Scalar(static_cast<int64_t>(s))); break;
       default: throw std::invalid_argument("unknown in-place scalar op");
     }
   })

@@ -597,3 +597,7 @@ func (t *Tensor) Alias() *Tensor {
 	var h C.mt_tensor
 	return result("alias", C.mt_alias(t.h, &h), h, t)
 }
+
+// AliasIn returns a handle to t (same storage, same autograd node) owned by s,
+// so that ops on an unscoped tensor such as a parameter produce scoped results.
+func (s *Scope) AliasIn(t *Tensor) *Tensor { return s.Adopt(t.Alias()) }

@@ -1,0 +1,47 @@
+# maddr build, test and reference targets. `make test` is what CI runs.
+GO      ?= go
+PYTHON  ?= /usr/bin/python3
+BIN     := bin/maddr
+# Debian's libtorch-dev puts the C++ API headers here; another libtorch is
+# linked through CGO_CXXFLAGS/CGO_LDFLAGS (see README).
+TORCH_HEADER ?= /usr/include/torch/csrc/api/include/torch/version.h
+
+.PHONY: all build deps test fixtures reference doctor vet fmt-check clean
+
+all: build
+
+# Installs libtorch-dev (and the C++ compiler cgo needs) when its headers are missing.
+deps:
+	@if [ -z "$$CGO_CXXFLAGS" ] && [ ! -f "$(TORCH_HEADER)" ]; then \
+		echo "libtorch headers not found: installing libtorch-dev with apt-get"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q libtorch-dev g++; \
+	fi
+
+build: deps
+	$(GO) build -o $(BIN) ./cmd/maddr
+
+# Real medical images from Debian packages and the DICOM module's test data,
+# for the reader tests (never committed; see DATA in the README).
+fixtures:
+	bash tools/fetch-fixtures.sh
+
+test: deps fixtures
+	$(GO) test ./...
+
+doctor: build
+	./$(BIN) doctor
+
+vet: deps
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+# Regenerates the committed golden fixtures with the PyTorch reference
+# (Debian python3-torch runs the same kernels as libtorch-dev).
+reference:
+	@$(PYTHON) -c 'import torch' 2>/dev/null || { echo "installing python3-torch"; apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-torch python3-numpy; }
+	$(PYTHON) tools/reference/nn_parity.py
+
+clean:
+	rm -rf bin
