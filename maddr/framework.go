@@ -24,6 +24,7 @@ type Framework struct {
 	Classes Classes
 
 	organHead, modalityHead *nn.Linear
+	pcg                     *rand.PCG
 	rng                     *rand.Rand
 	notes                   []string
 }
@@ -40,7 +41,8 @@ func New(base baselines.Baseline, cfg Config, classes Classes, seed uint64) (*Fr
 	if err := cfg.Validate(d); err != nil {
 		return nil, err
 	}
-	f := &Framework{Base: base, Config: cfg, Classes: classes, rng: rand.New(rand.NewPCG(seed, 0x6d61646472))}
+	pcg := rand.NewPCG(seed, 0x6d61646472)
+	f := &Framework{Base: base, Config: cfg, Classes: classes, pcg: pcg, rng: rand.New(pcg)}
 	store := base.Store().Sub(headsPrefix)
 	makeHead := func(name string, active bool, classes []string, inDims int) *nn.Linear {
 		if !active {
@@ -86,6 +88,12 @@ func New(base baselines.Baseline, cfg Config, classes Classes, seed uint64) (*Fr
 func (f *Framework) Notes() []string {
 	return append(append([]string{}, f.notes...), f.Base.Notes()...)
 }
+
+// RNGState returns the state of the mixup random stream, for checkpoints.
+func (f *Framework) RNGState() ([]byte, error) { return f.pcg.MarshalBinary() }
+
+// SetRNGState restores a state returned by RNGState (when resuming).
+func (f *Framework) SetRNGState(b []byte) error { return f.pcg.UnmarshalBinary(b) }
 
 // HasOrganHead and HasModalityHead tell which heads exist.
 func (f *Framework) HasOrganHead() bool    { return f.organHead != nil }

@@ -101,3 +101,6 @@ func measureMatmul() (float64, error) {
 	})
 	return gflops, err
 }
+
+// setThreads applies a --threads flag (0: all cores).
+func setThreads(n int) { torch.SetNumThreads(n) }

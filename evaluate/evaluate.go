@@ -1,0 +1,217 @@
+// Package evaluate applies the paper's protocol to a trained model: score
+// every validation and test image with the preprocessing stored in the model,
+// choose each organ/modality group's threshold on its validation images
+// (grid search on macro-F1), and report AUC, AUPR, ACC and the F1 variants
+// per group and pooled, as JSON and Markdown.
+package evaluate
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/maddr-project/maddr/dataset"
+	"github.com/maddr-project/maddr/loader"
+	"github.com/maddr-project/maddr/metrics"
+	"github.com/maddr-project/maddr/modelfile"
+	"github.com/maddr-project/maddr/torch"
+)
+
+// ScoreSamples returns the model's raw anomaly score for every sample, in
+// order, through exactly the preprocessing recorded in the model.
+func ScoreSamples(ctx context.Context, m *modelfile.Model, samples []dataset.Sample, batchSize int, skipBad bool) ([]float64, error) {
+	if len(samples) == 0 {
+		return nil, nil
+	}
+	if batchSize <= 0 {
+		batchSize = 32
+	}
+	pp := m.Manifest.Preprocess
+	ld, err := loader.New(ctx, samples, loader.Config{
+		Size: pp.Size, Transform: loader.Preprocess(pp), BatchSize: batchSize, SkipBad: skipBad, Lazy: true,
+		CacheBytes: -1,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer ld.Close()
+	scores := make([]float64, len(samples))
+	for i := range scores {
+		scores[i] = math.NaN()
+	}
+	side := int64(pp.Size)
+	for batch, err := range ld.Eval(ctx) {
+		if err != nil {
+			return nil, err
+		}
+		err := torch.NoGrad(func() error {
+			return torch.Run(func(s *torch.Scope) error {
+				x := s.Adopt(torch.FromFloat32(batch.X, int64(batch.Len()), 1, side, side))
+				v, err := m.Framework.Base.Score(x).Float32s()
+				if err != nil {
+					return err
+				}
+				for j, idx := range batch.Index {
+					scores[idx] = float64(v[j])
+				}
+				return nil
+			})
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	for i, s := range scores {
+		if math.IsNaN(s) && !skipBad {
+			return nil, fmt.Errorf("%s: no score (the image was skipped or the model produced NaN)", samples[i].Where())
+		}
+	}
+	return scores, nil
+}
+
+// Report is the evaluation of one model.
+type Report struct {
+	Model   string                    `json:"model"`
+	Path    string                    `json:"path"`
+	Notes   []string                  `json:"notes,omitempty"`
+	F1Note  string                    `json:"f1_note"`
+	Results metrics.GroupedReport     `json:"results"`
+	Counts  map[string]map[string]int `json:"counts"`
+
+	// normalVal holds each group's normal validation scores for Thresholds.
+	normalVal map[string][]float64
+}
+
+// F1Explanation says which F1 the tables show.
+const F1Explanation = "F1 is macro-F1 (mean of the normal-class and abnormal-class F1), used both to choose the threshold " +
+	"on validation and in the tables; binary (abnormal-positive) and support-weighted F1 are in the JSON."
+
+// Evaluate scores the validation and test samples of every group and applies the protocol.
+func Evaluate(ctx context.Context, m *modelfile.Model, samples []dataset.Sample, opts metrics.SelectOptions, skipBad bool) (*Report, error) {
+	var val, test []dataset.Sample
+	for _, s := range samples {
+		switch s.Split {
+		case dataset.Val:
+			val = append(val, s)
+		case dataset.Test:
+			test = append(test, s)
+		}
+	}
+	if len(test) == 0 {
+		return nil, fmt.Errorf("no test images to evaluate")
+	}
+	if len(val) == 0 {
+		return nil, fmt.Errorf("no validation images: thresholds are chosen on validation, so every group needs some")
+	}
+	vs, err := ScoreSamples(ctx, m, val, 32, skipBad)
+	if err != nil {
+		return nil, err
+	}
+	ts, err := ScoreSamples(ctx, m, test, 32, skipBad)
+	if err != nil {
+		return nil, err
+	}
+	vv, tt := scored(val, vs), scored(test, ts)
+	res, err := metrics.EvaluateGroups(vv, tt, opts)
+	if err != nil {
+		return nil, err
+	}
+	counts := map[string]map[string]int{}
+	for _, s := range append(append([]dataset.Sample{}, val...), test...) {
+		key := string(s.Split) + "/" + s.Label.String()
+		if counts[s.Group] == nil {
+			counts[s.Group] = map[string]int{}
+		}
+		counts[s.Group][key]++
+	}
+	normalVal := map[string][]float64{}
+	for i, s := range val {
+		if s.Label == dataset.Normal && !math.IsNaN(vs[i]) {
+			normalVal[s.Group] = append(normalVal[s.Group], vs[i])
+		}
+	}
+	return &Report{Model: m.Manifest.Model, Path: m.Path, Notes: m.Manifest.Notes, F1Note: F1Explanation, Results: res, Counts: counts, normalVal: normalVal}, nil
+}
+
+func scored(samples []dataset.Sample, scores []float64) metrics.Scored {
+	var out metrics.Scored
+	for i, s := range samples {
+		if math.IsNaN(scores[i]) {
+			continue
+		}
+		out.Scores = append(out.Scores, scores[i])
+		out.Labels = append(out.Labels, s.Label == dataset.Abnormal)
+		out.Groups = append(out.Groups, s.Group)
+	}
+	return out
+}
+
+// Thresholds turns the report's per-group thresholds into the model's
+// decision rules. The scale of the 0..1 normalisation is the spread
+// (interquartile range / 1.349, a robust standard deviation) of the normal
+// validation scores, so 0.5 sits at the threshold and one such spread above
+// it reads about 0.73.
+func (r *Report) Thresholds() map[string]modelfile.Threshold {
+	out := map[string]modelfile.Threshold{}
+	for _, g := range r.Results.Groups {
+		scale := robustSpread(r.normalVal[g.Group])
+		out[g.Group] = modelfile.Threshold{Value: g.Threshold.Value, Method: g.Threshold.Method, Reason: g.Threshold.Reason, Scale: scale}
+	}
+	return out
+}
+
+func robustSpread(v []float64) float64 {
+	if len(v) < 2 {
+		return 1
+	}
+	s := append([]float64{}, v...)
+	sort.Float64s(s)
+	iqr := metrics.Percentile(s, 75) - metrics.Percentile(s, 25)
+	if iqr <= 0 || math.IsNaN(iqr) {
+		return 1
+	}
+	return iqr / 1.349
+}
+
+// WriteJSON writes the report as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+func pct(p *float64) string {
+	if p == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f", 100**p)
+}
+
+// WriteMarkdown writes the per-group table.
+func (r *Report) WriteMarkdown(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Evaluation of %s (%s)\n\n", r.Model, r.Path)
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "> **Note:** %s\n\n", n)
+	}
+	b.WriteString("| group | test normal/abnormal | threshold (method) | AUC % | AUPR % | ACC % | F1 % |\n|---|---|---|---|---|---|---|\n")
+	for _, g := range r.Results.Groups {
+		t := g.Test
+		fmt.Fprintf(&b, "| %s | %d/%d | %.5g (%s) | %s | %s | %.2f | %.2f |\n", g.Group, t.Normal, t.Abnormal,
+			g.Threshold.Value, g.Threshold.Method, pct(t.AUC), pct(t.AUPR), 100*t.Accuracy, 100*t.MacroF1)
+	}
+	o := r.Results.Overall
+	fmt.Fprintf(&b, "| **all** | %d/%d | per group | %s | %s | %.2f | %.2f |\n\n", o.Normal, o.Abnormal, pct(o.AUC), pct(o.AUPR), 100*o.Accuracy, 100*o.MacroF1)
+	b.WriteString(F1Explanation + "\n")
+	for _, g := range r.Results.Groups {
+		if g.Threshold.Method != metrics.MethodGrid {
+			fmt.Fprintf(&b, "\n%s: %s\n", g.Group, g.Threshold.Reason)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}

@@ -1,0 +1,480 @@
+// Package train runs a training job end to end: it collects the data,
+// builds the baseline wrapped by MADDR, loops over batches with a progress
+// bar, logs every loss term to a JSONL file, writes atomic checkpoints, can
+// resume from the last one, and finally writes the model file that scoring
+// needs (weights, preprocessing, vocabularies, configuration).
+package train
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"time"
+
+	"github.com/maddr-project/maddr/augment"
+	"github.com/maddr-project/maddr/baselines"
+	"github.com/maddr-project/maddr/dataset"
+	"github.com/maddr-project/maddr/loader"
+	"github.com/maddr-project/maddr/maddr"
+	"github.com/maddr-project/maddr/modelfile"
+	"github.com/maddr-project/maddr/nn"
+	"github.com/maddr-project/maddr/preprocess"
+	"github.com/maddr-project/maddr/progress"
+	"github.com/maddr-project/maddr/safetensors"
+	"github.com/maddr-project/maddr/torch"
+)
+
+// Config is a complete, JSON-serialisable description of a training run.
+type Config struct {
+	Sources []dataset.Spec `json:"sources"`
+	// Groups restricts training to these organ/modality groups (empty: all),
+	// e.g. to train a baseline on one data set alone.
+	Groups       []string          `json:"groups,omitempty"`
+	Model        string            `json:"model"`
+	ModelOptions json.RawMessage   `json:"model_options,omitempty"`
+	LatentDim    int               `json:"latent_dim,omitempty"`
+	Preprocess   preprocess.Config `json:"preprocess"`
+	Augment      augment.Config    `json:"augment"`
+	MADDR        maddr.Config      `json:"maddr"`
+	// Iterations is the number of optimizer steps (0: the baseline's default).
+	Iterations int    `json:"iterations"`
+	BatchSize  int    `json:"batch_size"`
+	Seed       uint64 `json:"seed"`
+	// Threads for libtorch (0: all cores).
+	Threads int `json:"threads"`
+	// CheckpointEvery writes a checkpoint every so many iterations (0: 1000).
+	CheckpointEvery int   `json:"checkpoint_every"`
+	Workers         int   `json:"workers,omitempty"`
+	CacheBytes      int64 `json:"cache_bytes,omitempty"`
+	SkipBad         bool  `json:"skip_bad,omitempty"`
+}
+
+// Defaults returns the paper's settings for a model: batch 32, 64x64, seed 8499.
+func Defaults(model string) Config {
+	return Config{
+		Sources:         []dataset.Spec{{Kind: "phantom"}},
+		Model:           model,
+		Preprocess:      preprocess.Default(),
+		MADDR:           maddr.Paper(),
+		BatchSize:       32,
+		Seed:            8499,
+		CheckpointEvery: 1000,
+	}
+}
+
+// Options are the parts of a run that are not part of its identity.
+type Options struct {
+	// Resume continues from dir/checkpoint.safetensors when it exists.
+	Resume bool
+	// Samples, when set, replaces loading Sources (the demo generates its
+	// data once for several runs).
+	Samples []dataset.Sample
+	// Progress receives the progress bar (nil: no bar).
+	Progress io.Writer
+	// Logf receives notes and warnings (nil: discarded).
+	Logf func(format string, args ...any)
+	// Label prefixes the progress bar.
+	Label string
+	// AfterStep, when set, is called after every iteration (experiments use
+	// it to watch losses; tests use it to interrupt a run).
+	AfterStep func(iter int, losses baselines.Losses)
+}
+
+// File names inside a run directory.
+const (
+	ConfigFile     = "config.json"
+	LogFile        = "log.jsonl"
+	CheckpointFile = "checkpoint.safetensors"
+	ModelFile      = "model.safetensors"
+)
+
+// Result summarises a finished run.
+type Result struct {
+	Dir        string
+	ModelPath  string
+	Iterations int
+	Seconds    float64
+	ImagesPerS float64
+	Final      baselines.Losses
+	Notes      []string
+}
+
+// LogEntry is one line of the JSONL training log.
+type LogEntry struct {
+	Iter      int                `json:"iter"`
+	Epoch     int                `json:"epoch"`
+	Losses    map[string]float64 `json:"losses"`
+	Mixup     bool               `json:"mixup,omitempty"`
+	ImagesPS  float64            `json:"images_per_s"`
+	ElapsedS  float64            `json:"elapsed_s"`
+	LiveHeapM float64            `json:"go_heap_mib,omitempty"`
+}
+
+// checkpointState is the JSON stored with a checkpoint.
+type checkpointState struct {
+	Iter       int             `json:"iter"`
+	ConfigHash string          `json:"config_hash"`
+	Baseline   json.RawMessage `json:"baseline"`
+	MixupRNG   string          `json:"mixup_rng"`
+	Elapsed    float64         `json:"elapsed_s"`
+}
+
+func configHash(c Config) string {
+	c.Threads, c.Workers, c.CacheBytes, c.CheckpointEvery = 0, 0, 0, 0
+	b, _ := json.Marshal(c)
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:8])
+}
+
+// Run trains according to cfg and writes everything to dir.
+func Run(ctx context.Context, cfg Config, dir string, o Options) (*Result, error) {
+	logf := o.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	if cfg.BatchSize < 2 {
+		return nil, fmt.Errorf("batch size %d: MADDR's center loss needs at least 2 images per batch", cfg.BatchSize)
+	}
+	if err := cfg.Preprocess.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	torch.SetNumThreads(cfg.Threads)
+
+	all := o.Samples
+	if all == nil {
+		var err error
+		all, err = dataset.Open(cfg.Sources, dataset.Options{SkipBad: cfg.SkipBad, Logf: logf})
+		if err != nil {
+			return nil, err
+		}
+	}
+	vocabs, err := dataset.BuildVocabs(all, dataset.Vocabs{})
+	if err != nil {
+		return nil, err
+	}
+	trainSet := selectTrain(all, cfg.Groups)
+	if len(trainSet) == 0 {
+		return nil, fmt.Errorf("no normal training images in %s (groups %v)", describeSources(cfg.Sources), cfg.Groups)
+	}
+	ld, err := loader.New(ctx, trainSet, loader.Config{
+		Size: cfg.Preprocess.Size, Transform: loader.Preprocess(cfg.Preprocess), Augment: loader.Augmentation(cfg.Augment),
+		BatchSize: cfg.BatchSize, Workers: cfg.Workers, CacheBytes: cfg.CacheBytes, Seed: cfg.Seed,
+		DropLast: true, Vocabs: vocabs, SkipBad: cfg.SkipBad, Logf: logf,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer ld.Close()
+	if ld.BatchesPerEpoch() == 0 {
+		return nil, fmt.Errorf("the training set has %d images, fewer than one batch of %d", ld.Len(), cfg.BatchSize)
+	}
+
+	base, err := baselines.New(cfg.Model, baselines.Options{
+		ImageSize: cfg.Preprocess.Size, LatentDim: cfg.LatentDim, Seed: cfg.Seed, Iterations: cfg.Iterations, Raw: cfg.ModelOptions,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Iterations <= 0 {
+		cfg.Iterations = base.DefaultIterations()
+	}
+	mc := cfg.MADDR
+	if mc.AnyConstraint() && mc.Mixup.Mode != "off" && (mc.Mixup.End < 1 || mc.Mixup.Start > cfg.Iterations) {
+		logf("warning: the mixup window %d..%d lies outside this run's %d iterations, so no batch is mixed", mc.Mixup.Start, mc.Mixup.End, cfg.Iterations)
+	}
+	classes := maddr.Classes{Organs: vocabs.Organ, Modalities: vocabs.Modality}
+	fw, err := maddr.New(base, mc, classes, cfg.Seed)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range fw.Notes() {
+		logf("note: %s", n)
+	}
+	cfgJSON, _ := json.MarshalIndent(cfg, "", "  ")
+	if err := safetensors.WriteAtomic(filepath.Join(dir, ConfigFile), func(w io.Writer) error {
+		_, err := w.Write(append(cfgJSON, '\n'))
+		return err
+	}); err != nil {
+		return nil, err
+	}
+
+	start, elapsedBefore := 0, 0.0
+	ckPath := filepath.Join(dir, CheckpointFile)
+	if o.Resume {
+		st, found, err := resume(ckPath, cfg, fw)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			start, elapsedBefore = st.Iter, st.Elapsed
+			logf("resuming %s at iteration %d of %d", ckPath, start, cfg.Iterations)
+		}
+	} else if _, err := os.Stat(ckPath); err == nil {
+		return nil, fmt.Errorf("%s already holds a checkpoint: pass --resume to continue it, or choose another output directory", dir)
+	}
+	if start == 0 {
+		if cal, ok := base.(baselines.Calibrator); ok {
+			if err := calibrate(ctx, cal, ld, cfg.Preprocess.Size); err != nil {
+				return nil, err
+			}
+		}
+	}
+
+	logMode := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+	if start > 0 {
+		logMode = os.O_CREATE | os.O_WRONLY | os.O_APPEND
+	}
+	logFile, err := os.OpenFile(filepath.Join(dir, LogFile), logMode, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close()
+	enc := json.NewEncoder(logFile)
+
+	var bar *progress.Bar
+	if o.Progress != nil {
+		label := o.Label
+		if label == "" {
+			label = "train " + cfg.Model
+		}
+		bar = progress.New(o.Progress, cfg.Iterations, progress.Options{Label: label, Unit: "img"})
+		if start > 0 {
+			bar.Add(start, 0)
+		}
+	}
+	every := cfg.CheckpointEvery
+	if every <= 0 {
+		every = 1000
+	}
+
+	bpe := ld.BatchesPerEpoch()
+	next, stop := iter.Pull2(ld.Train(ctx, start/bpe))
+	defer stop()
+	for skip := start % bpe; skip > 0; skip-- {
+		if _, err, ok := next(); !ok || err != nil {
+			return nil, fmt.Errorf("resuming: repositioning the data: %v", err)
+		}
+	}
+
+	t0 := time.Now()
+	side := int64(cfg.Preprocess.Size)
+	var last baselines.Losses
+	for it := start + 1; it <= cfg.Iterations; it++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		batch, err, ok := next()
+		if !ok {
+			return nil, errors.New("the data loader stopped early")
+		}
+		if err != nil {
+			return nil, err
+		}
+		err = torch.Run(func(s *torch.Scope) error {
+			x := s.Adopt(torch.FromFloat32(batch.X, int64(batch.Len()), 1, side, side))
+			l, err := fw.Step(s, it, maddr.Batch{X: x, Organ: batch.Organ, Modality: batch.Modality})
+			last = l
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("iteration %d: %w", it, err)
+		}
+		if bad := nonFinite(last); bad != "" {
+			return nil, fmt.Errorf("iteration %d: loss term %q is %v; stopping. The last good checkpoint (if any) is %s",
+				it, bad, last[bad], ckPath)
+		}
+		elapsed := time.Since(t0).Seconds()
+		rate := float64((it-start)*cfg.BatchSize) / math.Max(elapsed, 1e-9)
+		var ms runtime.MemStats
+		if it%100 == 0 {
+			runtime.ReadMemStats(&ms)
+		}
+		if err := enc.Encode(LogEntry{Iter: it, Epoch: batch.Epoch, Losses: last, Mixup: fw.Config.MixupActive(it),
+			ImagesPS: rate, ElapsedS: elapsedBefore + elapsed, LiveHeapM: float64(ms.HeapAlloc) / (1 << 20)}); err != nil {
+			return nil, err
+		}
+		if bar != nil {
+			bar.Step(cfg.BatchSize, progressValues(last)...)
+		}
+		if it%every == 0 && it < cfg.Iterations {
+			if err := saveCheckpoint(ckPath, cfg, fw, it, elapsedBefore+elapsed); err != nil {
+				return nil, err
+			}
+		}
+		if o.AfterStep != nil {
+			o.AfterStep(it, last)
+		}
+	}
+	if bar != nil {
+		bar.Finish()
+	}
+	total := elapsedBefore + time.Since(t0).Seconds()
+	if err := saveCheckpoint(ckPath, cfg, fw, cfg.Iterations, total); err != nil {
+		return nil, err
+	}
+	training, _ := json.Marshal(map[string]any{
+		"sources": cfg.Sources, "groups": cfg.Groups, "iterations": cfg.Iterations, "batch_size": cfg.BatchSize,
+		"seconds": total, "train_images": ld.Len(),
+	})
+	modelPath := filepath.Join(dir, ModelFile)
+	err = modelfile.Save(modelPath, fw, modelfile.Manifest{
+		Version: version(), ImageSize: cfg.Preprocess.Size, Seed: cfg.Seed, Iterations: cfg.Iterations,
+		ModelOptions: cfg.ModelOptions, Vocabs: vocabs, Preprocess: cfg.Preprocess, Training: training,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Result{
+		Dir: dir, ModelPath: modelPath, Iterations: cfg.Iterations, Seconds: total,
+		ImagesPerS: float64((cfg.Iterations-start)*cfg.BatchSize) / math.Max(time.Since(t0).Seconds(), 1e-9),
+		Final:      last, Notes: fw.Notes(),
+	}, nil
+}
+
+// selectTrain keeps the normal training samples of the wanted groups.
+func selectTrain(all []dataset.Sample, groups []string) []dataset.Sample {
+	want := map[string]bool{}
+	for _, g := range groups {
+		want[g] = true
+	}
+	var out []dataset.Sample
+	for _, s := range all {
+		if s.Split != dataset.Train || s.Label != dataset.Normal {
+			continue
+		}
+		if len(want) > 0 && !want[s.Group] {
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func describeSources(specs []dataset.Spec) string {
+	if len(specs) == 0 {
+		return "the given samples"
+	}
+	s := ""
+	for i, sp := range specs {
+		if i > 0 {
+			s += ", "
+		}
+		s += sp.String()
+	}
+	return s
+}
+
+// calibrate shows the baseline up to 256 training images before training.
+func calibrate(ctx context.Context, cal baselines.Calibrator, ld *loader.Loader, size int) error {
+	n := min(ld.Len(), 256)
+	data := make([]float32, 0, n*size*size)
+	for i := 0; i < n; i++ {
+		x, err := ld.Input(i)
+		if err != nil {
+			return err
+		}
+		data = append(data, x...)
+	}
+	return torch.Run(func(s *torch.Scope) error {
+		return cal.Calibrate(s.Adopt(torch.FromFloat32(data, int64(n), 1, int64(size), int64(size))))
+	})
+}
+
+func nonFinite(l baselines.Losses) string {
+	names := make([]string, 0, len(l))
+	for k := range l {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		if math.IsNaN(l[k]) || math.IsInf(l[k], 0) {
+			return k
+		}
+	}
+	return ""
+}
+
+func progressValues(l baselines.Losses) []progress.Value {
+	names := make([]string, 0, len(l))
+	for k := range l {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	out := make([]progress.Value, len(names))
+	for i, k := range names {
+		out[i] = progress.Value{Name: k, Value: l[k]}
+	}
+	return out
+}
+
+const optimPrefix = "optim."
+
+func saveCheckpoint(path string, cfg Config, fw *maddr.Framework, it int, elapsed float64) error {
+	bs, err := fw.Base.TrainingState()
+	if err != nil {
+		return err
+	}
+	rng, err := fw.RNGState()
+	if err != nil {
+		return err
+	}
+	extra := map[string]*torch.Tensor{}
+	for k, v := range fw.Base.OptimizerState() {
+		extra[optimPrefix+k] = v
+	}
+	st := checkpointState{Iter: it, ConfigHash: configHash(cfg), Baseline: bs, MixupRNG: base64.StdEncoding.EncodeToString(rng), Elapsed: elapsed}
+	return nn.SaveCheckpoint(path, fw.Base.Store(), extra, st)
+}
+
+// resume loads a checkpoint into fw; found is false when there is none.
+func resume(path string, cfg Config, fw *maddr.Framework) (checkpointState, bool, error) {
+	var st checkpointState
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return st, false, nil
+	}
+	ck, err := nn.ReadCheckpoint(path)
+	if err != nil {
+		return st, false, err
+	}
+	if err := json.Unmarshal(ck.Config, &st); err != nil {
+		return st, false, fmt.Errorf("%s: unreadable training state: %w", path, err)
+	}
+	if st.ConfigHash != configHash(cfg) {
+		return st, false, fmt.Errorf("%s was written by a run with another configuration (hash %s, now %s): resume with the same flags or use a new directory",
+			path, st.ConfigHash, configHash(cfg))
+	}
+	if err := ck.LoadInto(fw.Base.Store(), optimPrefix); err != nil {
+		return st, false, err
+	}
+	if err := fw.Base.Restore(ck.Extra(optimPrefix), st.Baseline); err != nil {
+		return st, false, fmt.Errorf("%s: %w", path, err)
+	}
+	rng, err := base64.StdEncoding.DecodeString(st.MixupRNG)
+	if err == nil {
+		err = fw.SetRNGState(rng)
+	}
+	if err != nil {
+		return st, false, fmt.Errorf("%s: mixup random state: %w", path, err)
+	}
+	return st, true, nil
+}
+
+// version is the maddr build recorded in model files.
+func version() string { return Version }
+
+// Version is set by the CLI to its build description.
+var Version = "dev"
