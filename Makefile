@@ -41,7 +41,15 @@ fmt-check:
 # (Debian python3-torch runs the same kernels as libtorch-dev).
 reference:
 	@$(PYTHON) -c 'import torch' 2>/dev/null || { echo "installing python3-torch"; apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-torch python3-numpy; }
+	@$(PYTHON) -c 'import PIL, sklearn' 2>/dev/null || { echo "installing python3-pil python3-sklearn"; apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-pil python3-sklearn; }
 	$(PYTHON) tools/reference/nn_parity.py
+	$(PYTHON) tools/reference/maddr_losses.py
+	$(PYTHON) tools/reference/metrics_reference.py
+	$(PYTHON) tools/reference/pil_resize.py
+	$(PYTHON) tools/reference/ae_parity.py
+	$(PYTHON) tools/reference/memae_parity.py
+	$(PYTHON) tools/reference/ganomaly_parity.py
+	$(PYTHON) tools/reference/fanogan_parity.py
 
 clean:
 	rm -rf bin

@@ -62,10 +62,12 @@ type Baseline interface {
 	// normalisation. It is recorded by autograd unless called under NoGrad.
 	Latent(x *torch.Tensor, train bool) *torch.Tensor
 	// Score returns the baseline's per-image anomaly score (B), higher =
-	// more abnormal, computed in evaluation mode without gradients.
+	// more abnormal, computed in evaluation mode without gradients. The
+	// caller owns the result: adopt it into a scope or Free it.
 	Score(x *torch.Tensor) *torch.Tensor
 	// AnomalyMap returns a per-pixel anomaly map (B x 1 x S x S) for heat
-	// maps: the model's own map, or the reconstruction error.
+	// maps: the model's own map, or the reconstruction error. The caller
+	// owns the result, as with Score.
 	AnomalyMap(x *torch.Tensor) *torch.Tensor
 	// DefaultIterations is the paper's schedule length for this baseline.
 	DefaultIterations() int

@@ -1,0 +1,118 @@
+package backbone
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/maddr-project/maddr/baselines"
+	"github.com/maddr-project/maddr/nn"
+	"github.com/maddr-project/maddr/torch"
+)
+
+// DecodeRaw reads a baseline's JSON settings over the defaults already in
+// dst. Unknown keys are an error, so that a misspelt switch is not silently
+// ignored.
+func DecodeRaw(model string, raw json.RawMessage, dst any) error {
+	if len(bytes.TrimSpace(raw)) == 0 || string(bytes.TrimSpace(raw)) == "null" {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return fmt.Errorf("%s settings: %w", model, err)
+	}
+	return nil
+}
+
+// CheckImageSize rejects a stored image size that disagrees with the one the
+// caller asks for (a model file must be used at the size it was trained at).
+func CheckImageSize(model string, stored, asked int) error {
+	if stored != 0 && stored != asked {
+		return fmt.Errorf("%s settings are for %dx%d images, but %dx%d was asked for", model, stored, stored, asked, asked)
+	}
+	return nil
+}
+
+// Eval runs fn without gradients in a scope of its own, so the intermediates
+// are freed at once, and returns fn's result unscoped: the caller owns it
+// (adopt it into a scope or Free it).
+func Eval(x *torch.Tensor, fn func(sc *torch.Scope, x *torch.Tensor) *torch.Tensor) *torch.Tensor {
+	var out *torch.Tensor
+	err := torch.NoGrad(func() error {
+		sc := torch.NewScope()
+		defer sc.Close()
+		out = sc.Keep(fn(sc, sc.AliasIn(x)))
+		return out.Err()
+	})
+	if err != nil {
+		return torch.Failed(err)
+	}
+	return out
+}
+
+// OptimizerState names an optimizer's tensors prefix + "." + parameter state name.
+func OptimizerState(into map[string]*torch.Tensor, prefix string, opt nn.Optimizer) {
+	for k, t := range opt.State() {
+		into[prefix+"."+k] = t
+	}
+}
+
+// RestoreOptimizer loads the entries saved under prefix into opt.
+func RestoreOptimizer(saved map[string]*torch.Tensor, prefix string, opt nn.Optimizer) error {
+	mine := map[string]*torch.Tensor{}
+	for k, t := range saved {
+		if rest, ok := strings.CutPrefix(k, prefix+"."); ok {
+			mine[rest] = t
+		}
+	}
+	if err := opt.LoadState(mine); err != nil {
+		return fmt.Errorf("restoring optimizer %s: %w", prefix, err)
+	}
+	return nil
+}
+
+// ReconstructionError is the per-pixel error map: squared, or absolute when
+// abs is set (B x 1 x S x S).
+func ReconstructionError(x, xHat *torch.Tensor, abs bool) *torch.Tensor {
+	d := x.Sub(xHat)
+	if abs {
+		return d.Abs()
+	}
+	return d.Square()
+}
+
+// PerImageMean averages everything but the batch dimension (B).
+func PerImageMean(t *torch.Tensor) *torch.Tensor { return t.Flatten(1, -1).MeanDims([]int64{1}, false) }
+
+// AddHook runs the MADDR hook on z, adds its loss to total and its logs to
+// losses; with no hook it returns total unchanged.
+func AddHook(hook baselines.LatentHook, z, total *torch.Tensor, losses map[string]float64) (*torch.Tensor, error) {
+	if hook == nil {
+		return total, nil
+	}
+	extra, logs, err := hook(z)
+	if err != nil {
+		return nil, fmt.Errorf("latent hook: %w", err)
+	}
+	if extra == nil {
+		return nil, fmt.Errorf("latent hook returned no loss")
+	}
+	for k, v := range logs {
+		losses[k] = v
+	}
+	return total.Add(extra), nil
+}
+
+// Record reads each named scalar into losses.
+func Record(losses map[string]float64, named map[string]*torch.Tensor) error {
+	for k, t := range named {
+		v, err := t.Item()
+		if err != nil {
+			return fmt.Errorf("reading loss %s: %w", k, err)
+		}
+		losses[k] = v
+	}
+	return nil
+}

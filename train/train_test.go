@@ -1,0 +1,135 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/maddr-project/maddr/baselines"
+	_ "github.com/maddr-project/maddr/baselines/ae"
+	"github.com/maddr-project/maddr/dataset"
+	"github.com/maddr-project/maddr/maddr"
+	"github.com/maddr-project/maddr/modelfile"
+	"github.com/maddr-project/maddr/nn"
+	"github.com/maddr-project/maddr/phantom"
+)
+
+func smallConfig(t *testing.T) (Config, []dataset.Sample) {
+	t.Helper()
+	pc := phantom.DefaultConfig()
+	pc.Scale, pc.Size = 0.04, 64
+	cases, err := phantom.Generate(pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	samples, _, err := dataset.PhantomSamples(cases, dataset.AllSplits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Defaults("ae")
+	cfg.Sources = nil
+	cfg.Preprocess.Size, cfg.Preprocess.Resize, cfg.Preprocess.Crop = 32, 0, 0
+	cfg.Iterations, cfg.BatchSize, cfg.CheckpointEvery = 12, 4, 5
+	cfg.MADDR = maddr.Paper().ScaleMixup(cfg.Iterations)
+	cfg.Threads = 1
+	return cfg, samples
+}
+
+func weights(t *testing.T, path string) map[string][]float32 {
+	t.Helper()
+	ck, err := nn.ReadCheckpoint(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]float32{}
+	for k, v := range ck.File.Tensors {
+		out[k] = v.F32
+	}
+	return out
+}
+
+// TestResumeGivesTheSameWeights interrupts a run after a checkpoint, resumes
+// it, and compares the final weights with an uninterrupted run.
+func TestResumeGivesTheSameWeights(t *testing.T) {
+	cfg, samples := smallConfig(t)
+	whole := t.TempDir()
+	if _, err := Run(context.Background(), cfg, whole, Options{Samples: samples}); err != nil {
+		t.Fatal(err)
+	}
+
+	split := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err := Run(ctx, cfg, split, Options{Samples: samples, AfterStep: func(it int, _ baselines.Losses) {
+		if it == 7 {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	if _, err := Run(context.Background(), cfg, split, Options{Samples: samples}); err == nil || !strings.Contains(err.Error(), "--resume") {
+		t.Fatalf("a second run into a directory with a checkpoint must ask for --resume, got %v", err)
+	}
+	res, err := Run(context.Background(), cfg, split, Options{Samples: samples, Resume: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := weights(t, filepath.Join(whole, CheckpointFile)), weights(t, filepath.Join(split, CheckpointFile))
+	for name, wa := range a {
+		wb := b[name]
+		if len(wa) != len(wb) {
+			t.Fatalf("%s: sizes differ", name)
+		}
+		for i := range wa {
+			if wa[i] != wb[i] {
+				t.Fatalf("%s[%d]: resumed %v, uninterrupted %v", name, i, wb[i], wa[i])
+			}
+		}
+	}
+	m, err := modelfile.Load(res.ModelPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Manifest.Model != "ae" || len(m.Manifest.Vocabs.Organ) != 2 || m.Manifest.Preprocess.Size != 32 {
+		t.Fatalf("model manifest: %+v", m.Manifest)
+	}
+
+	changed := cfg
+	changed.Seed++
+	if _, err := Run(context.Background(), changed, split, Options{Samples: samples, Resume: true}); err == nil || !strings.Contains(err.Error(), "another configuration") {
+		t.Fatalf("resume with another config: %v", err)
+	}
+}
+
+func TestBadInputsAreClearErrors(t *testing.T) {
+	cfg, samples := smallConfig(t)
+	cfg.BatchSize = 1
+	if _, err := Run(context.Background(), cfg, t.TempDir(), Options{Samples: samples}); err == nil || !strings.Contains(err.Error(), "at least 2") {
+		t.Fatalf("batch 1: %v", err)
+	}
+	cfg, _ = smallConfig(t)
+	cfg.Groups = []string{"brain-mri"}
+	if _, err := Run(context.Background(), cfg, t.TempDir(), Options{Samples: samples}); err == nil || !strings.Contains(err.Error(), "no normal training images") {
+		t.Fatalf("unknown group: %v", err)
+	}
+	cfg, _ = smallConfig(t)
+	cfg.BatchSize = 500
+	if _, err := Run(context.Background(), cfg, t.TempDir(), Options{Samples: samples}); err == nil || !strings.Contains(err.Error(), "fewer than one batch") {
+		t.Fatalf("batch larger than the data: %v", err)
+	}
+	cfg, _ = smallConfig(t)
+	cfg.Model = "nope"
+	if _, err := Run(context.Background(), cfg, t.TempDir(), Options{Samples: samples}); err == nil || !strings.Contains(err.Error(), "unknown model") {
+		t.Fatalf("unknown model: %v", err)
+	}
+	// A truncated checkpoint is refused with its name, never a panic.
+	cfg, _ = smallConfig(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, CheckpointFile), []byte("garbage"), 0o644)
+	if _, err := Run(context.Background(), cfg, dir, Options{Samples: samples, Resume: true}); err == nil || !strings.Contains(err.Error(), CheckpointFile) {
+		t.Fatalf("corrupt checkpoint: %v", err)
+	}
+}
