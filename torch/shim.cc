@@ -119,6 +119,18 @@ mt_err mt_generator_new(uint64_t seed, mt_generator *out) {
   MT_TRY(*out = new mt_generator_s{at::detail::createCPUGenerator(seed)})
 }
 void mt_generator_free(mt_generator g) { delete g; }
+mt_err mt_generator_get_state(mt_generator g, mt_tensor *out) {
+  MT_TRY({
+    std::lock_guard<std::mutex> lock(g->g.mutex());
+    *out = wrap(g->g.get_state());
+  })
+}
+mt_err mt_generator_set_state(mt_generator g, mt_tensor state) {
+  MT_TRY({
+    std::lock_guard<std::mutex> lock(g->g.mutex());
+    g->g.set_state(state->t);
+  })
+}
 
 mt_err mt_from_data(const void *data, int dtype, const int64_t *shape, int ndim, int device, int device_index, mt_tensor *out) {
   MT_TRY({

@@ -36,6 +36,8 @@ mt_err mt_manual_seed(uint64_t seed);
 /* generators */
 mt_err mt_generator_new(uint64_t seed, mt_generator *out);
 void mt_generator_free(mt_generator g);
+mt_err mt_generator_get_state(mt_generator g, mt_tensor *out);
+mt_err mt_generator_set_state(mt_generator g, mt_tensor state);
 
 /* creation and data movement */
 mt_err mt_from_data(const void *data, int dtype, const int64_t *shape, int ndim, int device, int device_index, mt_tensor *out);

@@ -154,6 +154,40 @@ func NewGenerator(seed uint64) (*Generator, error) {
 	return gen, nil
 }
 
+// State returns the generator's full state (bytes), so a checkpoint can
+// restore the random stream exactly.
+func (g *Generator) State() ([]byte, error) {
+	var h C.mt_tensor
+	if err := cerror("generator.get_state", C.mt_generator_get_state(g.g, &h)); err != nil {
+		return nil, err
+	}
+	t := wrap(h, nil)
+	defer t.Free()
+	v, err := t.Int64s()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, len(v))
+	for i, b := range v {
+		out[i] = byte(b)
+	}
+	return out, nil
+}
+
+// SetState restores a state returned by State.
+func (g *Generator) SetState(state []byte) error {
+	v := make([]int64, len(state))
+	for i, b := range state {
+		v[i] = int64(b)
+	}
+	t := FromInt64(v, int64(len(v))).To(Uint8)
+	defer t.Free()
+	if err := t.Err(); err != nil {
+		return err
+	}
+	return cerror("generator.set_state", C.mt_generator_set_state(g.g, t.h))
+}
+
 func (g *Generator) handle() C.mt_generator {
 	if g == nil {
 		return nil

@@ -248,6 +248,29 @@ func TestSeededRandomIsReproducible(t *testing.T) {
 	}
 }
 
+func TestGeneratorStateRoundTrip(t *testing.T) {
+	g, _ := NewGenerator(9)
+	Randn(g, 7).Free()
+	st, err := g.State()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := mustF32(t, Randn(g, 4))
+	h, _ := NewGenerator(1)
+	if err := h.SetState(st); err != nil {
+		t.Fatal(err)
+	}
+	b := mustF32(t, Randn(h, 4))
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("restored stream differs: %v vs %v", a, b)
+		}
+	}
+	if err := h.SetState([]byte{1, 2, 3}); err == nil {
+		t.Fatal("a short state was accepted")
+	}
+}
+
 func TestCUDADeviceErrorIsClear(t *testing.T) {
 	if CUDAAvailable() {
 		t.Skip("CUDA present")

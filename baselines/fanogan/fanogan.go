@@ -174,6 +174,9 @@ type trainingState struct {
 	CriticSteps    int `json:"critic_steps"`
 	GeneratorSteps int `json:"generator_steps"`
 	EncoderSteps   int `json:"encoder_steps"`
+	// Noise is the state of the latent-noise generator, so a resumed run
+	// draws the same z as an uninterrupted one.
+	Noise []byte `json:"noise,omitempty"`
 }
 
 // New builds f-AnoGAN with freshly initialised networks.
@@ -326,10 +329,18 @@ func (m *Model) optimizers() map[string]nn.Optimizer {
 }
 
 // TrainingState implements baselines.Baseline.
-func (m *Model) TrainingState() (json.RawMessage, error) { return json.Marshal(m.state) }
+func (m *Model) TrainingState() (json.RawMessage, error) {
+	st := m.state
+	noise, err := m.noise.State()
+	if err != nil {
+		return nil, fmt.Errorf("fanogan: noise generator state: %w", err)
+	}
+	st.Noise = noise
+	return json.Marshal(st)
+}
 
-// Restore implements baselines.Baseline. The noise generator restarts from
-// the seed, so a resumed run is not bit-identical to an uninterrupted one.
+// Restore implements baselines.Baseline, including the noise generator's
+// state, so a resumed run continues the same random stream.
 func (m *Model) Restore(optimizer map[string]*torch.Tensor, state json.RawMessage) error {
 	var st trainingState
 	if err := json.Unmarshal(state, &st); err != nil {
@@ -349,6 +360,12 @@ func (m *Model) Restore(optimizer map[string]*torch.Tensor, state json.RawMessag
 			return fmt.Errorf("fanogan: restoring %s: %w", prefix, err)
 		}
 	}
+	if len(st.Noise) > 0 {
+		if err := m.noise.SetState(st.Noise); err != nil {
+			return fmt.Errorf("fanogan: restoring the noise generator: %w", err)
+		}
+	}
+	st.Noise = nil
 	m.state = st
 	if st.Stage == 2 {
 		m.freezeGAN()

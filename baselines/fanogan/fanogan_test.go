@@ -3,6 +3,7 @@ package fanogan
 import (
 	"encoding/json"
 	"math"
+	"reflect"
 	"runtime/debug"
 	"slices"
 	"sort"
@@ -379,8 +380,17 @@ func TestRestoreResumesTheStage(t *testing.T) {
 	if err := b.Restore(opt, state); err != nil {
 		t.Fatal(err)
 	}
-	if b.state != a.state || b.Stage() != 2 {
+	if !reflect.DeepEqual(b.state, a.state) || b.Stage() != 2 {
 		t.Fatalf("restored state %+v, want %+v", b.state, a.state)
+	}
+	// The noise stream continues where it was saved.
+	na, nb := torch.Randn(a.noise, 2, 3), torch.Randn(b.noise, 2, 3)
+	va, _ := na.Float32s()
+	vb, _ := nb.Float32s()
+	na.Free()
+	nb.Free()
+	if !reflect.DeepEqual(va, vb) {
+		t.Error("restored model draws different latent noise")
 	}
 	if b.Store().Get("gen.fc.weight").T.RequiresGrad() || b.Store().Get("critic.fc.weight").T.RequiresGrad() {
 		t.Error("restoring into stage 2 left the GAN trainable")
