@@ -31,19 +31,19 @@ func (t *Tensor) unary(op string, code C.int) *Tensor {
 
 // Elementwise arithmetic with broadcasting, as in ATen.
 
-func (t *Tensor) Add(o *Tensor) *Tensor      { return t.binary("add", C.MT_ADD, o) }
-func (t *Tensor) Sub(o *Tensor) *Tensor      { return t.binary("sub", C.MT_SUB, o) }
-func (t *Tensor) Mul(o *Tensor) *Tensor      { return t.binary("mul", C.MT_MUL, o) }
-func (t *Tensor) Div(o *Tensor) *Tensor      { return t.binary("div", C.MT_DIV, o) }
-func (t *Tensor) Pow(o *Tensor) *Tensor      { return t.binary("pow", C.MT_POW, o) }
-func (t *Tensor) Maximum(o *Tensor) *Tensor  { return t.binary("maximum", C.MT_MAXIMUM, o) }
-func (t *Tensor) Minimum(o *Tensor) *Tensor  { return t.binary("minimum", C.MT_MINIMUM, o) }
-func (t *Tensor) Eq(o *Tensor) *Tensor       { return t.binary("eq", C.MT_EQ, o) }
-func (t *Tensor) Ne(o *Tensor) *Tensor       { return t.binary("ne", C.MT_NE, o) }
-func (t *Tensor) Gt(o *Tensor) *Tensor       { return t.binary("gt", C.MT_GT, o) }
-func (t *Tensor) Ge(o *Tensor) *Tensor       { return t.binary("ge", C.MT_GE, o) }
-func (t *Tensor) Lt(o *Tensor) *Tensor       { return t.binary("lt", C.MT_LT, o) }
-func (t *Tensor) Le(o *Tensor) *Tensor       { return t.binary("le", C.MT_LE, o) }
+func (t *Tensor) Add(o *Tensor) *Tensor       { return t.binary("add", C.MT_ADD, o) }
+func (t *Tensor) Sub(o *Tensor) *Tensor       { return t.binary("sub", C.MT_SUB, o) }
+func (t *Tensor) Mul(o *Tensor) *Tensor       { return t.binary("mul", C.MT_MUL, o) }
+func (t *Tensor) Div(o *Tensor) *Tensor       { return t.binary("div", C.MT_DIV, o) }
+func (t *Tensor) Pow(o *Tensor) *Tensor       { return t.binary("pow", C.MT_POW, o) }
+func (t *Tensor) Maximum(o *Tensor) *Tensor   { return t.binary("maximum", C.MT_MAXIMUM, o) }
+func (t *Tensor) Minimum(o *Tensor) *Tensor   { return t.binary("minimum", C.MT_MINIMUM, o) }
+func (t *Tensor) Eq(o *Tensor) *Tensor        { return t.binary("eq", C.MT_EQ, o) }
+func (t *Tensor) Ne(o *Tensor) *Tensor        { return t.binary("ne", C.MT_NE, o) }
+func (t *Tensor) Gt(o *Tensor) *Tensor        { return t.binary("gt", C.MT_GT, o) }
+func (t *Tensor) Ge(o *Tensor) *Tensor        { return t.binary("ge", C.MT_GE, o) }
+func (t *Tensor) Lt(o *Tensor) *Tensor        { return t.binary("lt", C.MT_LT, o) }
+func (t *Tensor) Le(o *Tensor) *Tensor        { return t.binary("le", C.MT_LE, o) }
 func (t *Tensor) AddScalar(s float64) *Tensor { return t.binaryScalar("add", C.MT_ADD, s) }
 func (t *Tensor) SubScalar(s float64) *Tensor { return t.binaryScalar("sub", C.MT_SUB, s) }
 func (t *Tensor) MulScalar(s float64) *Tensor { return t.binaryScalar("mul", C.MT_MUL, s) }
