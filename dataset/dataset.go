@@ -9,6 +9,7 @@
 package dataset
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -153,7 +154,18 @@ type Options struct {
 	SkipBad bool
 	// Logf receives one line per skipped file; nil discards.
 	Logf func(format string, args ...any)
+	// AllowEmptySplits accepts sources with a requested split that has no
+	// images (inspection describes such data; training must not).
+	AllowEmptySplits bool
 }
+
+// ErrEmptySplit marks the problem of a requested split without images.
+var ErrEmptySplit = errors.New("split has no images")
+
+type emptySplitError struct{ split Split }
+
+func (e emptySplitError) Error() string        { return fmt.Sprintf("split %s has no images", e.split) }
+func (e emptySplitError) Is(target error) bool { return target == ErrEmptySplit }
 
 func (o Options) splits() []Split {
 	if len(o.Splits) == 0 {
@@ -191,7 +203,12 @@ func Collect(sources []Source, opts Options) ([]Sample, error) {
 			return nil, fmt.Errorf("source %s: %w", src.Name(), err)
 		}
 		all = append(all, samples...)
-		problems = append(problems, probs...)
+		for _, p := range probs {
+			if opts.AllowEmptySplits && errors.Is(p.Err, ErrEmptySplit) {
+				continue
+			}
+			problems = append(problems, p)
+		}
 	}
 	if err := opts.Report(problems); err != nil {
 		return nil, err
@@ -287,7 +304,7 @@ func checkSplits(name string, samples []Sample, splits []Split) []Problem {
 			}
 		}
 		if n == 0 {
-			probs = append(probs, Problem{Path: name, Err: fmt.Errorf("split %s has no images", sp)})
+			probs = append(probs, Problem{Path: name, Err: emptySplitError{sp}})
 		}
 	}
 	return probs

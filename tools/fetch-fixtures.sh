@@ -102,3 +102,15 @@ else
 	copy_tree "$moddir/testdata" "$dest/godicom"
 	echo "go dicom fixtures -> $dest/godicom"
 fi
+
+# A manifest over a few of the real images, so `maddr data inspect manifest:testdata/real/manifest.csv`
+# (and the tests) exercise the real readers through the normal data path. Groups are what the images are;
+# labels follow what is known of them (4.dcm is a COVID-19 positive chest X-ray).
+cat >"$dest/manifest.csv" <<'CSV'
+path,organ,modality,split,label
+pydicom/CT_small.dcm,lung,ct,test,normal
+godicom/4.dcm,lung,xray,test,abnormal
+mricron/ch2.nii.gz,brain,mri,test,normal
+nibabel/anatomical.nii,brain,mri,test,normal
+CSV
+echo "manifest -> $dest/manifest.csv"

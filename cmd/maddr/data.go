@@ -115,7 +115,7 @@ func runDataInspect(args []string, stdout, stderr io.Writer) error {
 		}
 		specs[i] = sp
 	}
-	opts := dataset.Options{SkipBad: *skipBad, Logf: func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }}
+	opts := dataset.Options{SkipBad: *skipBad, AllowEmptySplits: true, Logf: func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }}
 	samples, err := dataset.Open(specs, opts)
 	if err != nil {
 		return err
