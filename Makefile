@@ -50,6 +50,8 @@ reference:
 	$(PYTHON) tools/reference/memae_parity.py
 	$(PYTHON) tools/reference/ganomaly_parity.py
 	$(PYTHON) tools/reference/fanogan_parity.py
+	$(PYTHON) tools/reference/dpa_fake_vgg.py
+	$(PYTHON) tools/reference/dpa_parity.py
 
 clean:
 	rm -rf bin

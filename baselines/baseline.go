@@ -107,6 +107,17 @@ type Options struct {
 	Iterations int
 	// Raw holds baseline-specific JSON settings (may be empty).
 	Raw json.RawMessage
+	// FrozenFromModelFile tells a baseline with FrozenNetworks that their
+	// weights will be copied in from a model file, so it must not look for
+	// them elsewhere (e.g. a VGG19 weights file).
+	FrozenFromModelFile bool
+}
+
+// FrozenNetworks is implemented by baselines whose score needs a fixed,
+// untrained network (DPA's VGG19). Model files store those weights too, so
+// scoring needs nothing but the model file.
+type FrozenNetworks interface {
+	Frozen() *nn.Store
 }
 
 // Factory builds a baseline.

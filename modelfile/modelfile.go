@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/maddr-project/maddr/baselines"
@@ -33,6 +34,9 @@ const Kind = "maddr-model"
 
 // metadataKey holds the manifest JSON in the safetensors metadata.
 const metadataKey = "maddr.model"
+
+// frozenPrefix names the tensors of a baseline's frozen networks in the file.
+const frozenPrefix = "frozen."
 
 // Threshold is the decision rule of one organ/modality group.
 type Threshold struct {
@@ -107,6 +111,11 @@ func Save(path string, fw *maddr.Framework, m Manifest) error {
 	for _, p := range fw.Base.Store().All() {
 		named[p.Name] = p.T
 	}
+	if fz, ok := fw.Base.(baselines.FrozenNetworks); ok {
+		for _, p := range fz.Frozen().All() {
+			named[frozenPrefix+p.Name] = p.T
+		}
+	}
 	f, err := nn.TensorsToFile(named)
 	if err != nil {
 		return fmt.Errorf("saving %s: %w", path, err)
@@ -156,7 +165,9 @@ func Load(path string) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	base, err := baselines.New(m.Model, m.Options())
+	opts := m.Options()
+	opts.FrozenFromModelFile = hasPrefix(f, frozenPrefix)
+	base, err := baselines.New(m.Model, opts)
 	if err != nil {
 		return nil, fmt.Errorf("%s: rebuilding %s: %w", path, m.Model, err)
 	}
@@ -165,10 +176,30 @@ func Load(path string) (*Model, error) {
 		return nil, fmt.Errorf("%s: rebuilding MADDR: %w", path, err)
 	}
 	ck := &nn.Checkpoint{Path: path, File: f}
-	if err := ck.LoadInto(base.Store()); err != nil {
+	if err := ck.LoadInto(base.Store(), frozenPrefix); err != nil {
 		return nil, err
 	}
+	if fz, ok := base.(baselines.FrozenNetworks); ok && opts.FrozenFromModelFile {
+		frozen := &nn.Checkpoint{Path: path, File: safetensors.File{Tensors: map[string]safetensors.Tensor{}}}
+		for name, t := range f.Tensors {
+			if rest, ok := strings.CutPrefix(name, frozenPrefix); ok {
+				frozen.File.Tensors[rest] = t
+			}
+		}
+		if err := frozen.LoadInto(fz.Frozen()); err != nil {
+			return nil, fmt.Errorf("frozen network: %w", err)
+		}
+	}
 	return &Model{Manifest: m, Framework: fw, Path: path}, nil
+}
+
+func hasPrefix(f safetensors.File, prefix string) bool {
+	for name := range f.Tensors {
+		if strings.HasPrefix(name, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // UpdateManifest rewrites the manifest of the model at path (for example

@@ -1,0 +1,392 @@
+// Package dpa is the Deep Perceptual Autoencoder baseline (Shvetsova et al.
+// 2021, "Anomaly detection in medical imaging with deep perceptual
+// autoencoders") as MADDR configures it: a residual encoder/decoder without
+// normalisation, trained with the relative perceptual L1 loss on a frozen
+// VGG19 plus 0.1 x pixel L1, scored by the same per-image loss.
+package dpa
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/maddr-project/maddr/baselines"
+	"github.com/maddr-project/maddr/nn"
+	"github.com/maddr-project/maddr/perceptual"
+	"github.com/maddr-project/maddr/torch"
+)
+
+func init() { baselines.Register("dpa", New) }
+
+// Defaults of MADDR's DPA configuration (METHODS 2.1, 2.6).
+const (
+	DefaultLatentDim  = 128
+	DefaultIterations = 16000
+	DefaultLR         = 1e-3
+	// DefaultLRStep is StepLR's step size for the full 16000-iteration run.
+	DefaultLRStep = 10000
+	LRGamma       = 0.8
+	// L1Weight weighs the pixel L1 term against the perceptual term.
+	L1Weight = 0.1
+)
+
+// Settings are DPA's own options, read from baselines.Options.Raw. The JSON
+// of Config is a superset, so a stored Config rebuilds the same model.
+type Settings struct {
+	// VGGWeights is the VGG19 weights file (empty: $MADDR_VGG19_WEIGHTS).
+	VGGWeights string `json:"vgg_weights,omitempty"`
+	// VGGRandomInit runs with a randomly initialised VGG (not the paper's).
+	VGGRandomInit bool `json:"vgg_random_init,omitempty"`
+	// VGGWidthDivisor narrows VGG for tests (0: VGG19's widths).
+	VGGWidthDivisor int `json:"vgg_width_divisor,omitempty"`
+	// LR overrides Adam's learning rate (0: 1e-3).
+	LR float64 `json:"lr,omitempty"`
+}
+
+// Config is what a model file records about a DPA model.
+type Config struct {
+	Model     string `json:"model"`
+	ImageSize int    `json:"image_size"`
+	LatentDim int    `json:"latent_dim"`
+	Seed      uint64 `json:"seed"`
+	Settings
+	// Iterations is the planned run length; LRStepSize is StepLR's step
+	// size scaled to it (10000 for the paper's 16000).
+	Iterations int     `json:"iterations"`
+	LRStepSize int     `json:"lr_step_size"`
+	LRGamma    float64 `json:"lr_gamma"`
+	L1Weight   float64 `json:"l1_weight"`
+	// VGGRandom is true when the perceptual network has random weights;
+	// VGGSource says where the weights came from (informational).
+	VGGRandom  bool     `json:"vgg_random"`
+	VGGSource  string   `json:"vgg_source"`
+	Calibrated bool     `json:"vgg_stats_calibrated"`
+	NumParams  int64    `json:"num_params"`
+	Notes      []string `json:"notes,omitempty"`
+}
+
+// DPA implements baselines.Baseline.
+type DPA struct {
+	cfg   Config
+	store *nn.Store
+	enc   *encoder
+	dec   *decoder
+	vgg   *perceptual.VGG
+	rp    *perceptual.Loss
+
+	params []*nn.Param // encoder, decoder, then attached heads
+	opt    *nn.Adam
+	sched  *nn.StepLR
+	steps  int
+}
+
+// vggSeedSalt separates the random VGG's seed from the autoencoder's.
+const vggSeedSalt = 0x5667673139 // "Vgg19"
+
+// New builds DPA from o; o.Raw holds Settings (or a stored Config).
+func New(o baselines.Options) (baselines.Baseline, error) {
+	var set Settings
+	if len(o.Raw) > 0 {
+		if err := json.Unmarshal(o.Raw, &set); err != nil {
+			return nil, fmt.Errorf("dpa: settings: %w", err)
+		}
+	}
+	size := o.ImageSize
+	if size == 0 {
+		size = 64
+	}
+	if size < 8 || size&(size-1) != 0 {
+		return nil, fmt.Errorf("dpa: image size %d is not a power of two >= 8 (the residual network halves it down to 4x4)", size)
+	}
+	latent := o.LatentDim
+	if latent == 0 {
+		latent = DefaultLatentDim
+	}
+	if latent < 1 {
+		return nil, fmt.Errorf("dpa: latent dimension %d must be positive", latent)
+	}
+	iters := o.Iterations
+	if iters <= 0 {
+		iters = DefaultIterations
+	}
+	lr := set.LR
+	if lr == 0 {
+		lr = DefaultLR
+	}
+	vgg, err := perceptual.NewVGG(perceptual.Options{
+		Weights:       set.VGGWeights,
+		RandomInit:    set.VGGRandomInit,
+		Seed:          o.Seed ^ vggSeedSalt,
+		WidthDivisor:  set.VGGWidthDivisor,
+		FromModelFile: o.FrozenFromModelFile,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dpa: %w", err)
+	}
+	store, err := nn.NewStore(o.Seed)
+	if err != nil {
+		vgg.Free()
+		return nil, err
+	}
+	d := &DPA{store: store, vgg: vgg}
+	d.enc = newEncoder(store.Sub("enc"), size, int64(latent))
+	d.dec = newDecoder(store.Sub("dec"), size, int64(latent))
+	d.params = append(store.Sub("enc").Trainable(), store.Sub("dec").Trainable()...)
+	d.rp, err = perceptual.NewLoss(vgg, store.Sub("perceptual"))
+	if err == nil {
+		err = store.Err()
+	}
+	if err != nil {
+		d.free()
+		return nil, fmt.Errorf("dpa: %w", err)
+	}
+	d.cfg = Config{
+		Model: "dpa", ImageSize: size, LatentDim: latent, Seed: o.Seed, Settings: set,
+		Iterations: iters,
+		// StepLR counts only non-mixup updates; its step keeps its share of
+		// the run when the run is shortened or lengthened.
+		LRStepSize: max(1, int(math.Round(DefaultLRStep*float64(iters)/DefaultIterations))),
+		LRGamma:    LRGamma,
+		L1Weight:   L1Weight,
+		VGGRandom:  vgg.Random,
+		VGGSource:  vgg.Source,
+		NumParams:  store.NumParams(),
+	}
+	d.cfg.LR = lr
+	d.newOptimizer()
+	return d, nil
+}
+
+func (d *DPA) newOptimizer() {
+	d.opt = nn.NewAdam(d.params, nn.AdamConfig{LR: d.cfg.LR, Beta1: 0.9, Beta2: 0.999})
+	count := 0
+	if d.sched != nil {
+		count = d.sched.Count
+	}
+	d.sched = nn.NewStepLR(d.opt, d.cfg.LRStepSize, d.cfg.LRGamma)
+	d.sched.SetCount(count)
+}
+
+func (d *DPA) free() {
+	d.store.Free()
+	d.vgg.Free()
+}
+
+// Name implements baselines.Baseline.
+func (d *DPA) Name() string { return "dpa" }
+
+// Store holds the encoder (enc.*), the decoder (dec.*) and the perceptual
+// normalisation buffers (perceptual.r32.mean, ...). The frozen VGG weights
+// are not in it: they come from the weights file or the seed, and model
+// files carry them through Frozen.
+func (d *DPA) Store() *nn.Store { return d.store }
+
+// LatentDim implements baselines.Baseline.
+func (d *DPA) LatentDim() int { return d.cfg.LatentDim }
+
+// DefaultIterations implements baselines.Baseline.
+func (d *DPA) DefaultIterations() int { return DefaultIterations }
+
+// VGG is the perceptual network.
+func (d *DPA) VGG() *perceptual.VGG { return d.vgg }
+
+// Frozen implements baselines.FrozenNetworks: the VGG19 weights go into
+// model files so that scoring needs no weights file.
+func (d *DPA) Frozen() *nn.Store { return d.vgg.Store() }
+
+// AttachParams adds MADDR's heads to the Adam that trains the encoder.
+func (d *DPA) AttachParams(params []*nn.Param) error {
+	if d.steps > 0 {
+		return errors.New("dpa: parameters must be attached before the first training step")
+	}
+	d.params = append(d.params, params...)
+	d.newOptimizer()
+	return nil
+}
+
+func (d *DPA) checkImages(x *torch.Tensor) error {
+	if err := x.Err(); err != nil {
+		return err
+	}
+	s := x.Shape()
+	size := int64(d.cfg.ImageSize)
+	if len(s) != 4 || s[1] != 1 || s[2] != size || s[3] != size || s[0] < 1 {
+		return fmt.Errorf("dpa: want images B x 1 x %d x %d, got %v", size, size, s)
+	}
+	return nil
+}
+
+// TrainStep runs one Adam update on RP + 0.1 L1 (batch means) plus the
+// hook's loss on z. StepLR advances only on non-mixup steps, as in MADDR's code.
+func (d *DPA) TrainStep(s *torch.Scope, step baselines.Step) (baselines.Losses, error) {
+	if step.X == nil {
+		return nil, errors.New("dpa: training step without images")
+	}
+	if err := d.checkImages(step.X); err != nil {
+		return nil, err
+	}
+	x := s.AliasIn(step.X)
+	z := d.enc.forward(x)
+	recon := d.dec.forward(z)
+	rp := d.rp.PerImage(x, recon).Mean()
+	l1 := recon.Sub(x).Abs().Mean()
+	total := rp.Add(l1.MulScalar(L1Weight))
+	losses := baselines.Losses{}
+	if step.Hook != nil {
+		extra, logs, err := step.Hook(z)
+		if err != nil {
+			return nil, fmt.Errorf("dpa: latent hook: %w", err)
+		}
+		total = total.Add(extra)
+		for k, v := range logs {
+			losses[k] = v
+		}
+	}
+	if err := total.Err(); err != nil {
+		return nil, fmt.Errorf("dpa: iteration %d: %w", step.Iter, err)
+	}
+	for name, t := range map[string]*torch.Tensor{"rp": rp, "l1": l1, "total": total} {
+		v, err := t.Item()
+		if err != nil {
+			return nil, fmt.Errorf("dpa: iteration %d: %w", step.Iter, err)
+		}
+		losses[name] = v
+	}
+	if math.IsNaN(losses["total"]) || math.IsInf(losses["total"], 0) {
+		return losses, fmt.Errorf("dpa: iteration %d: loss is %v (rp %v, l1 %v)", step.Iter, losses["total"], losses["rp"], losses["l1"])
+	}
+	if err := d.opt.ZeroGrad(); err != nil {
+		return nil, err
+	}
+	if err := total.Backward(); err != nil {
+		return nil, fmt.Errorf("dpa: iteration %d: backward: %w", step.Iter, err)
+	}
+	if err := d.opt.Step(); err != nil {
+		return nil, fmt.Errorf("dpa: iteration %d: %w", step.Iter, err)
+	}
+	if !step.Mixup {
+		d.sched.Step()
+	}
+	d.steps++
+	return losses, nil
+}
+
+// Latent returns z (B x latent). DPA has no normalisation layers, so train
+// changes nothing.
+func (d *DPA) Latent(x *torch.Tensor, train bool) *torch.Tensor {
+	if err := d.checkImages(x); err != nil {
+		return torch.Failed(err)
+	}
+	return d.enc.forward(x)
+}
+
+// Reconstruct returns G(E(x)) without gradients.
+func (d *DPA) Reconstruct(x *torch.Tensor) *torch.Tensor {
+	if err := d.checkImages(x); err != nil {
+		return torch.Failed(err)
+	}
+	var out *torch.Tensor
+	if err := torch.NoGrad(func() error {
+		out = d.dec.forward(d.enc.forward(x))
+		return out.Err()
+	}); err != nil {
+		return torch.Failed(err)
+	}
+	return out
+}
+
+// Score is the per-image RP(x, x_hat) + 0.1 mean|x - x_hat| (B), the
+// training loss with reduction "none"; MADDR's terms never enter it.
+func (d *DPA) Score(x *torch.Tensor) *torch.Tensor {
+	recon := d.Reconstruct(x)
+	var out *torch.Tensor
+	if err := torch.NoGrad(func() error {
+		l1 := recon.Sub(x).Abs().MeanDims([]int64{1, 2, 3}, false)
+		out = d.rp.PerImage(x, recon).Add(l1.MulScalar(L1Weight))
+		return out.Err()
+	}); err != nil {
+		return torch.Failed(err)
+	}
+	return out
+}
+
+// AnomalyMap is the per-pixel reconstruction error |x - x_hat| (B x 1 x S x S).
+func (d *DPA) AnomalyMap(x *torch.Tensor) *torch.Tensor {
+	return d.Reconstruct(x).Sub(x).Abs()
+}
+
+// OptimizerState implements baselines.Baseline.
+func (d *DPA) OptimizerState() map[string]*torch.Tensor { return d.opt.State() }
+
+type trainingState struct {
+	Steps   int `json:"steps"`
+	LRSteps int `json:"lr_steps"`
+}
+
+// TrainingState records the number of updates and the StepLR position.
+func (d *DPA) TrainingState() (json.RawMessage, error) {
+	return json.Marshal(trainingState{Steps: d.steps, LRSteps: d.sched.Count})
+}
+
+// Restore loads Adam's state and the schedule position of a checkpoint.
+func (d *DPA) Restore(optimizer map[string]*torch.Tensor, state json.RawMessage) error {
+	var ts trainingState
+	if len(state) > 0 {
+		if err := json.Unmarshal(state, &ts); err != nil {
+			return fmt.Errorf("dpa: training state: %w", err)
+		}
+	}
+	if err := d.opt.LoadState(optimizer); err != nil {
+		return fmt.Errorf("dpa: %w", err)
+	}
+	d.steps = ts.Steps
+	d.sched.SetCount(ts.LRSteps)
+	return nil
+}
+
+// LR is Adam's current learning rate.
+func (d *DPA) LR() float64 { return d.opt.LR() }
+
+// Config implements baselines.Baseline.
+func (d *DPA) Config() any {
+	c := d.cfg
+	c.Calibrated = d.rp.Calibrated
+	c.Notes = d.Notes()
+	return c
+}
+
+// Notes say when the perceptual network is random, and how it was normalised.
+func (d *DPA) Notes() []string {
+	var notes []string
+	if d.vgg.Random {
+		notes = append(notes, perceptual.RandomNote)
+		if d.rp.Calibrated {
+			notes = append(notes, fmt.Sprintf("VGG features normalised with per-channel mean/std measured on %d training images instead of the ImageNet statistics (METHODS 7.9)", d.rp.CalibrationImages))
+		} else {
+			notes = append(notes, "VGG features normalised with the ImageNet statistics although the VGG is random: the perceptual term is nearly constant (METHODS 7.9); calibrate on training images")
+		}
+	}
+	if d.cfg.VGGWidthDivisor > 1 {
+		notes = append(notes, fmt.Sprintf("VGG widths divided by %d (test configuration)", d.cfg.VGGWidthDivisor))
+	}
+	return notes
+}
+
+// Calibrate measures the VGG feature statistics on training images when
+// the VGG is random (METHODS 7.9). With real weights it does nothing: the
+// paper's loss uses the ImageNet statistics.
+func (d *DPA) Calibrate(x *torch.Tensor) error {
+	if !d.vgg.Random {
+		return nil
+	}
+	if err := d.checkImages(x); err != nil {
+		return err
+	}
+	return d.rp.Calibrate(x)
+}
+
+var (
+	_ baselines.Baseline   = (*DPA)(nil)
+	_ baselines.Calibrator = (*DPA)(nil)
+)

@@ -1,0 +1,254 @@
+package perceptual
+
+import (
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"math"
+
+	"github.com/maddr-project/maddr/nn"
+	"github.com/maddr-project/maddr/torch"
+)
+
+// imagenetStatsJSON holds DPA's per-channel (mean, divisor) of VGG19's r32
+// and r42 features on ImageNet, exported from DPA's
+// vgg19_ILSVRC2012_object_detection_mean_var.pt.
+//
+//go:embed data/vgg19_r32_r42_mean_divisor.json
+var imagenetStatsJSON []byte
+
+type layerStats struct {
+	Channels int       `json:"channels"`
+	Mean     []float32 `json:"mean"`
+	Divisor  []float32 `json:"divisor"`
+}
+
+// ImageNetStats returns the (mean, divisor) vectors of r32 and r42.
+func ImageNetStats() (r32, r42 [2][]float32, err error) {
+	var doc struct {
+		Layers map[string]layerStats `json:"layers"`
+	}
+	if err := json.Unmarshal(imagenetStatsJSON, &doc); err != nil {
+		return r32, r42, fmt.Errorf("perceptual: embedded VGG statistics: %w", err)
+	}
+	get := func(name string, want int) ([2][]float32, error) {
+		l, ok := doc.Layers[name]
+		if !ok || len(l.Mean) != want || len(l.Divisor) != want {
+			return [2][]float32{}, fmt.Errorf("perceptual: embedded VGG statistics lack %d channels of %s", want, name)
+		}
+		return [2][]float32{l.Mean, l.Divisor}, nil
+	}
+	if r32, err = get("r32", 256); err != nil {
+		return
+	}
+	r42, err = get("r42", 512)
+	return
+}
+
+// Loss is the relative perceptual L1 loss of METHODS 2.4 on a VGG.
+//
+// Per layer l in {r32, r42} and per image: n = (f_l - mean_l) / divisor_l per
+// channel, d_l = mean|n(recon) - n(target)| / mean|n(target)| over (C, H, W),
+// with the denominator outside the gradient; the loss is (d_r32 + d_r42) / 2.
+type Loss struct {
+	VGG *VGG
+	// mean and div are per-channel (1, C, 1, 1) buffers for r32 and r42. They
+	// live in the owner's store so model files carry them (calibrated values
+	// in random mode).
+	mean, div [2]*torch.Tensor
+	// Calibrated is true once Calibrate replaced the ImageNet statistics.
+	Calibrated bool
+	// CalibrationImages is how many images Calibrate measured.
+	CalibrationImages int
+}
+
+// NewLoss registers the normalisation buffers r32.mean, r32.divisor,
+// r42.mean and r42.divisor under s, filled with DPA's ImageNet statistics
+// (their first C channels when the VGG is narrowed for tests).
+func NewLoss(v *VGG, s *nn.Store) (*Loss, error) {
+	r32, r42, err := ImageNetStats()
+	if err != nil {
+		return nil, err
+	}
+	l := &Loss{VGG: v}
+	c32, c42 := v.Channels()
+	for i, layer := range []struct {
+		name  string
+		c     int64
+		stats [2][]float32
+	}{{"r32", c32, r32}, {"r42", c42, r42}} {
+		l.mean[i] = s.NewBuffer(layer.name+".mean", torch.FromFloat32(layer.stats[0][:layer.c], 1, layer.c, 1, 1))
+		l.div[i] = s.NewBuffer(layer.name+".divisor", torch.FromFloat32(layer.stats[1][:layer.c], 1, layer.c, 1, 1))
+	}
+	if err := s.Err(); err != nil {
+		return nil, fmt.Errorf("perceptual: %w", err)
+	}
+	return l, nil
+}
+
+// TargetFeatures computes the target's r32 and r42 without recording
+// autograd: the target needs no gradient, which saves its backward pass.
+func (l *Loss) TargetFeatures(target *torch.Tensor) (r32, r42 *torch.Tensor, err error) {
+	err = torch.NoGrad(func() error {
+		r32, r42 = l.VGG.Features(target)
+		if err := r32.Err(); err != nil {
+			return err
+		}
+		return r42.Err()
+	})
+	return r32, r42, err
+}
+
+// PerImage returns the loss of each reconstruction against its target (B).
+// The gradient flows to recon only.
+func (l *Loss) PerImage(target, recon *torch.Tensor) *torch.Tensor {
+	t32, t42, err := l.TargetFeatures(target)
+	if err != nil {
+		return torch.Failed(fmt.Errorf("perceptual: target features: %w", err))
+	}
+	d := l.PerImageFromTarget(t32, t42, recon)
+	t32.Free()
+	t42.Free()
+	return d
+}
+
+// PerImageFromTarget is PerImage with the target's features already computed
+// (by TargetFeatures), for callers that reuse them.
+func (l *Loss) PerImageFromTarget(t32, t42, recon *torch.Tensor) *torch.Tensor {
+	r32, r42 := l.VGG.Features(recon)
+	d32 := l.relative(0, t32, r32)
+	d42 := l.relative(1, t42, r42)
+	r32.Free()
+	r42.Free()
+	return d32.Add(d42).MulScalar(0.5)
+}
+
+// relative is d_l for one layer (B). Both feature maps are normalised before
+// subtracting, as DPA does: subtracting first would be cheaper but rounds
+// differently, and |.| turns those last-bit differences into gradient sign
+// flips wherever the two maps nearly agree.
+func (l *Loss) relative(i int, target, recon *torch.Tensor) *torch.Tensor {
+	dims := []int64{1, 2, 3}
+	var nt, scale *torch.Tensor
+	if err := torch.NoGrad(func() error {
+		nt = target.Sub(l.mean[i]).Div(l.div[i])
+		scale = nt.Abs().MeanDims(dims, false)
+		return scale.Err()
+	}); err != nil {
+		return torch.Failed(err)
+	}
+	nr := recon.Sub(l.mean[i]).Div(l.div[i])
+	d := nr.Sub(nt).Abs().MeanDims(dims, false).Div(scale)
+	nt.Free()
+	nr.Free()
+	return d
+}
+
+// Mean is the batch mean of PerImage.
+func (l *Loss) Mean(target, recon *torch.Tensor) *torch.Tensor {
+	return l.PerImage(target, recon).Mean()
+}
+
+// calibrationChunk bounds the batch of one calibration pass (memory).
+const calibrationChunk = 32
+
+// Calibrate replaces the normalisation statistics by the per-channel mean and
+// standard deviation of r32 and r42 measured on x (N x 1 x H x W training
+// images in [-1, 1]), as METHODS 7.9 prescribes for a random VGG: its features
+// are ~100x smaller than ImageNet's statistics, which would leave the relative
+// term near zero. A channel whose deviation is below 1% of the layer's mean
+// deviation (a ReLU that never fires) gets that floor as divisor, so it
+// cannot blow up. Each call measures afresh.
+func (l *Loss) Calibrate(x *torch.Tensor) error {
+	if err := x.Err(); err != nil {
+		return fmt.Errorf("perceptual: calibration images: %w", err)
+	}
+	n := x.Size(0)
+	if x.Dim() != 4 || n < 1 {
+		return fmt.Errorf("perceptual: calibration needs a batch of images N x 1 x H x W, got %v", x.Shape())
+	}
+	var sum, sumSq [2][]float64
+	var count [2]float64
+	err := torch.NoGrad(func() error {
+		for start := int64(0); start < n; start += calibrationChunk {
+			err := torch.Run(func(s *torch.Scope) error {
+				chunk := s.AliasIn(x).Narrow(0, start, min(calibrationChunk, n-start))
+				f32, f42 := l.VGG.Features(chunk)
+				for i, f := range []*torch.Tensor{f32, f42} {
+					f = f.To(torch.Float64)
+					s1, err := f.SumDims([]int64{0, 2, 3}, false).Float64s()
+					if err != nil {
+						return err
+					}
+					s2, err := f.Square().SumDims([]int64{0, 2, 3}, false).Float64s()
+					if err != nil {
+						return err
+					}
+					if sum[i] == nil {
+						sum[i], sumSq[i] = make([]float64, len(s1)), make([]float64, len(s1))
+					}
+					for c := range s1 {
+						sum[i][c] += s1[c]
+						sumSq[i][c] += s2[c]
+					}
+					count[i] += float64(f.Size(0) * f.Size(2) * f.Size(3))
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("perceptual: calibrating on %d images: %w", n, err)
+	}
+	for i := range 2 {
+		c := len(sum[i])
+		mean, std := make([]float32, c), make([]float64, c)
+		avgStd := 0.0
+		for ch := range c {
+			m := sum[i][ch] / count[i]
+			v := max(sumSq[i][ch]/count[i]-m*m, 0)
+			mean[ch], std[ch] = float32(m), math.Sqrt(v)
+			avgStd += std[ch] / float64(c)
+		}
+		floor := max(0.01*avgStd, 1e-12)
+		div := make([]float32, c)
+		for ch := range c {
+			div[ch] = float32(max(std[ch], floor))
+		}
+		for _, pair := range []struct {
+			dst *torch.Tensor
+			src []float32
+		}{{l.mean[i], mean}, {l.div[i], div}} {
+			t := torch.FromFloat32(pair.src, 1, int64(c), 1, 1)
+			err := pair.dst.CopyFrom(t)
+			t.Free()
+			if err != nil {
+				return fmt.Errorf("perceptual: storing calibration: %w", err)
+			}
+		}
+	}
+	l.Calibrated = true
+	l.CalibrationImages = int(n)
+	return nil
+}
+
+// Stats returns the current (mean, divisor) of r32 and r42, for reports and tests.
+func (l *Loss) Stats() (r32, r42 [2][]float32, err error) {
+	read := func(i int) ([2][]float32, error) {
+		m, err := l.mean[i].Float32s()
+		if err != nil {
+			return [2][]float32{}, err
+		}
+		d, err := l.div[i].Float32s()
+		return [2][]float32{m, d}, err
+	}
+	if r32, err = read(0); err != nil {
+		return
+	}
+	r42, err = read(1)
+	return
+}

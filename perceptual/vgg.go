@@ -1,0 +1,309 @@
+// Package perceptual computes DPA's relative perceptual L1 loss: images go
+// through a frozen VGG19 (torchvision's ImageNet weights, up to conv4_2),
+// the features at r32 and r42 are normalised per channel, and the loss is the
+// L1 distance of the normalised features relative to the target's magnitude.
+//
+// The VGG weights are read directly from torchvision's vgg19-dcbb9e9d.pth (or
+// any torch.save'd state_dict, or a .safetensors file with the same names).
+// Without them a network can be built with random weights on explicit request;
+// it is then labelled everywhere, and its features are normalised with
+// statistics measured on the training images (see Loss.Calibrate).
+package perceptual
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/maddr-project/maddr/nn"
+	"github.com/maddr-project/maddr/safetensors"
+	"github.com/maddr-project/maddr/torch"
+)
+
+// WeightsEnv names the environment variable read when no weights path is given.
+const WeightsEnv = "MADDR_VGG19_WEIGHTS"
+
+// WeightsURL is where torchvision's ImageNet VGG19 weights are published.
+const WeightsURL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+
+// RandomNote must accompany every log line, report and model file produced
+// with a randomly initialised perceptual network.
+const RandomNote = "perceptual network has RANDOM weights: results are not the paper's"
+
+// The ten convolutions conv1_1..conv4_2 of VGG19, by their index in
+// torchvision's vgg19().features, and their output widths.
+var (
+	convIndex  = [10]int{0, 2, 5, 7, 10, 12, 14, 16, 19, 21}
+	convWidths = [10]int64{64, 64, 128, 128, 256, 256, 256, 256, 512, 512}
+)
+
+// Positions in the conv list: a 2x2 max-pool follows conv1_2, conv2_2 and
+// conv3_4; r32 is the ReLU after conv3_2 and r42 the ReLU after conv4_2.
+const (
+	convR32 = 5
+	convR42 = 9
+)
+
+func poolAfter(i int) bool { return i == 1 || i == 3 || i == 7 }
+
+// ImageNet normalisation applied to the [0, 1] image, as torchvision expects.
+var (
+	imagenetMean = [3]float32{0.485, 0.456, 0.406}
+	imagenetStd  = [3]float32{0.229, 0.224, 0.225}
+)
+
+// Options select the VGG19 weights.
+type Options struct {
+	// Weights is a .pth (torch.save zip or legacy format) or .safetensors
+	// file; empty means $MADDR_VGG19_WEIGHTS.
+	Weights string
+	// RandomInit builds the network with PyTorch's default initialisation
+	// from Seed instead of reading weights. It must be asked for explicitly.
+	RandomInit bool
+	Seed       uint64
+	// WidthDivisor divides every VGG width (0 or 1: VGG19's own). Only tests
+	// use it, to run on small committed weight files.
+	WidthDivisor int
+	// FromModelFile builds the network without weights because the caller
+	// copies them in from a model file (which stores the VGG it was trained with).
+	FromModelFile bool
+}
+
+// WeightsPath is the weights file o names, falling back to $MADDR_VGG19_WEIGHTS.
+func (o Options) WeightsPath() string {
+	if o.Weights != "" {
+		return o.Weights
+	}
+	return os.Getenv(WeightsEnv)
+}
+
+// VGG is VGG19's feature extractor up to r42, frozen.
+type VGG struct {
+	store  *nn.Store
+	convs  [10]*nn.Conv2d
+	widths [10]int64
+	// Random is true when the weights are random (RandomNote applies).
+	Random bool
+	// Source says where the weights came from (a path, or the random seed).
+	Source string
+	// inScale and inShift map a [-1, 1] grey image to ImageNet-normalised
+	// input per RGB channel, (1, 3, 1, 1).
+	inScale, inShift *torch.Tensor
+}
+
+// NewVGG builds the network and loads its weights.
+func NewVGG(o Options) (*VGG, error) {
+	div := int64(o.WidthDivisor)
+	if div <= 0 {
+		div = 1
+	}
+	store, err := nn.NewStore(o.Seed)
+	if err != nil {
+		return nil, err
+	}
+	v := &VGG{store: store}
+	in := int64(3)
+	for i, idx := range convIndex {
+		w := convWidths[i] / div
+		if w < 1 || convWidths[i]%div != 0 {
+			return nil, fmt.Errorf("perceptual: width divisor %d does not divide VGG19's widths", div)
+		}
+		v.widths[i] = w
+		// nil initialisers: PyTorch's nn.Conv2d defaults, used only in random mode.
+		v.convs[i] = nn.NewConv2d(store, fmt.Sprintf("features.%d", idx), in, w, 3, nn.ConvConfig{Padding: 1})
+		in = w
+	}
+	if err := store.Err(); err != nil {
+		store.Free()
+		return nil, fmt.Errorf("perceptual: building VGG19: %w", err)
+	}
+	store.Freeze()
+	scale, shift := make([]float32, 3), make([]float32, 3)
+	for c := range 3 {
+		// (0.5*x + 0.5 - mean) / std, folded into one multiply-add.
+		scale[c] = 0.5 / imagenetStd[c]
+		shift[c] = (0.5 - imagenetMean[c]) / imagenetStd[c]
+	}
+	v.inScale = torch.FromFloat32(scale, 1, 3, 1, 1)
+	v.inShift = torch.FromFloat32(shift, 1, 3, 1, 1)
+
+	path := o.WeightsPath()
+	switch {
+	case o.FromModelFile:
+		v.Source = "model file"
+	case o.RandomInit:
+		v.Random = true
+		v.Source = fmt.Sprintf("random PyTorch-default initialisation, seed %d", o.Seed)
+	case path == "":
+		v.Free()
+		return nil, errors.New("perceptual: VGG19 weights are needed for the perceptual loss: download torchvision's " +
+			WeightsURL + " and pass --vgg-weights FILE or set $" + WeightsEnv +
+			" (a .safetensors file with the same tensor names works too); --vgg-random-init trains with a random VGG instead, " +
+			"which is labelled everywhere because results are not the paper's")
+	default:
+		if err := v.load(path); err != nil {
+			v.Free()
+			return nil, err
+		}
+		v.Source = path
+	}
+	return v, nil
+}
+
+// Free releases the network's tensors.
+func (v *VGG) Free() {
+	v.store.Free()
+	v.inScale.Free()
+	v.inShift.Free()
+}
+
+// Store holds the VGG parameters under torchvision's names (features.N.weight).
+func (v *VGG) Store() *nn.Store { return v.store }
+
+// Channels returns the widths of r32 and r42.
+func (v *VGG) Channels() (r32, r42 int64) { return v.widths[convR32], v.widths[convR42] }
+
+// Features returns r32 and r42 for a batch of grey (B x 1 x H x W) or RGB
+// images with values in [-1, 1]. Autograd records the pass unless it runs
+// under NoGrad, so a loss on the features has a gradient with respect to the
+// images (never to the frozen weights). Results join x's scope.
+func (v *VGG) Features(x *torch.Tensor) (r32, r42 *torch.Tensor) {
+	if err := x.Err(); err != nil {
+		return x, x
+	}
+	if x.Dim() != 4 || (x.Size(1) != 1 && x.Size(1) != 3) {
+		bad := torch.Failed(fmt.Errorf("perceptual: want images B x 1 x H x W or B x 3 x H x W, got %v", x.Shape()))
+		return bad, bad
+	}
+	h := x
+	// Each activation is freed as soon as the next one exists: under NoGrad
+	// nothing else refers to it, and in training autograd keeps its own
+	// reference to what backward needs. So a batch's activations do not pile
+	// up in the caller's scope until it closes.
+	next := func(t *torch.Tensor) {
+		if h != x && h != r32 {
+			h.Free()
+		}
+		h = t
+	}
+	// A grey image broadcasts to the three channels VGG expects.
+	next(h.Mul(v.inScale))
+	next(h.Add(v.inShift))
+	for i, c := range v.convs {
+		next(c.Forward(h))
+		next(h.Relu())
+		if i == convR32 {
+			r32 = h
+		}
+		if i == convR42 {
+			r42 = h
+			break
+		}
+		if poolAfter(i) {
+			next(h.MaxPool2d(2, 2, 0, 1))
+		}
+	}
+	return r32, r42
+}
+
+// paramNames lists the tensors VGG needs from a weights file.
+func (v *VGG) paramNames() []string { return v.store.Names() }
+
+// load reads the weights at path into the network.
+func (v *VGG) load(path string) error {
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("perceptual: VGG19 weights %s: %w (torchvision's file is at %s; --vgg-random-init runs without it)", path, err, WeightsURL)
+	}
+	kind, err := sniff(path)
+	if err != nil {
+		return fmt.Errorf("perceptual: VGG19 weights: %w", err)
+	}
+	want := v.paramNames()
+	var got map[string]rawTensor
+	var shapes map[string][]int64
+	switch kind {
+	case "zip":
+		got, shapes, err = readTorchZip(path, want)
+	case "legacy":
+		got, shapes, err = readTorchLegacy(path, want)
+	case "safetensors":
+		got, shapes, err = readSafetensors(path, want)
+	}
+	if err != nil {
+		return fmt.Errorf("perceptual: VGG19 weights: %w", err)
+	}
+	var missing, wrong []string
+	for _, p := range v.store.All() {
+		t, ok := got[p.Name]
+		if !ok {
+			if s, known := shapes[p.Name]; known {
+				wrong = append(wrong, fmt.Sprintf("%s (file %v)", p.Name, s))
+			} else {
+				missing = append(missing, p.Name)
+			}
+			continue
+		}
+		if !sameShape(t.Shape, p.T.Shape()) {
+			wrong = append(wrong, fmt.Sprintf("%s (file %v, VGG19 %v)", p.Name, t.Shape, p.T.Shape()))
+			continue
+		}
+		src := torch.FromFloat32(t.Data, t.Shape...)
+		err := p.T.CopyFrom(src)
+		src.Free()
+		if err != nil {
+			return fmt.Errorf("perceptual: loading %s from %s: %w", p.Name, path, err)
+		}
+	}
+	if len(missing)+len(wrong) > 0 {
+		var parts []string
+		if len(missing) > 0 {
+			sort.Strings(missing)
+			parts = append(parts, "missing "+strings.Join(missing, ", "))
+		}
+		if len(wrong) > 0 {
+			sort.Strings(wrong)
+			parts = append(parts, "wrong shape "+strings.Join(wrong, ", "))
+		}
+		return fmt.Errorf("perceptual: %s is not a VGG19 state_dict (want torchvision's vgg19 names features.N.weight/bias): %s",
+			path, strings.Join(parts, "; "))
+	}
+	return nil
+}
+
+// readSafetensors reads the wanted float tensors of a .safetensors file.
+func readSafetensors(path string, want []string) (map[string]rawTensor, map[string][]int64, error) {
+	f, err := safetensors.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := map[string]rawTensor{}
+	shapes := map[string][]int64{}
+	for name, t := range f.Tensors {
+		shapes[name] = t.Shape
+	}
+	for _, name := range want {
+		t, ok := f.Tensors[name]
+		if !ok {
+			continue
+		}
+		if t.F32 == nil {
+			return nil, nil, fmt.Errorf("%s: %s is %s, not a floating-point tensor", path, name, t.DType)
+		}
+		out[name] = rawTensor{Shape: t.Shape, Data: t.F32}
+	}
+	return out, shapes, nil
+}
+
+func sameShape(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
