@@ -52,6 +52,7 @@ reference:
 	$(PYTHON) tools/reference/fanogan_parity.py
 	$(PYTHON) tools/reference/dpa_fake_vgg.py
 	$(PYTHON) tools/reference/dpa_parity.py
+	$(PYTHON) tools/reference/maddr_dpa_parity.py
 
 clean:
 	rm -rf bin

@@ -23,6 +23,10 @@ type Framework struct {
 	Config  Config
 	Classes Classes
 
+	// DrawMixup, when set, replaces the seeded draw of a batch's mixup
+	// lambda and permutation (parity tests fix them; nil is the normal case).
+	DrawMixup func(n int) (lam float64, perm []int)
+
 	organHead, modalityHead *nn.Linear
 	pcg                     *rand.PCG
 	rng                     *rand.Rand
@@ -127,8 +131,12 @@ func (f *Framework) Step(s *torch.Scope, iter int, b Batch) (baselines.Losses, e
 	var lam float64
 	var perm []int
 	if mixed {
-		lam = augment.Beta(f.rng, f.Config.Mixup.Alpha, f.Config.Mixup.Alpha)
-		perm = f.rng.Perm(n)
+		if f.DrawMixup != nil {
+			lam, perm = f.DrawMixup(n)
+		} else {
+			lam = augment.Beta(f.rng, f.Config.Mixup.Alpha, f.Config.Mixup.Alpha)
+			perm = f.rng.Perm(n)
+		}
 		permIdx := make([]int64, n)
 		for i, p := range perm {
 			permIdx[i] = int64(p)

@@ -201,9 +201,6 @@ func Run(ctx context.Context, cfg Config, dir string, o Options) (*Result, error
 	if err != nil {
 		return nil, err
 	}
-	for _, n := range fw.Notes() {
-		logf("note: %s", n)
-	}
 	cfgJSON, _ := json.MarshalIndent(cfg, "", "  ")
 	if err := safetensors.WriteAtomic(filepath.Join(dir, ConfigFile), func(w io.Writer) error {
 		_, err := w.Write(append(cfgJSON, '\n'))
@@ -232,6 +229,10 @@ func Run(ctx context.Context, cfg Config, dir string, o Options) (*Result, error
 				return nil, err
 			}
 		}
+	}
+
+	for _, n := range fw.Notes() {
+		logf("note: %s", n)
 	}
 
 	logMode := os.O_CREATE | os.O_WRONLY | os.O_TRUNC

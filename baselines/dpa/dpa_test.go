@@ -91,14 +91,20 @@ func relDiff(got, want []float32) float64 {
 // its strided subsample and L2 norm, as dpa_parity.py stored it.
 func compare(t *testing.T, f safetensors.File, prefix, name string, got *torch.Tensor) {
 	t.Helper()
+	compareTol(t, f, prefix, name, got, parityTol)
+}
+
+// compareTol is compare with an explicit relative tolerance.
+func compareTol(t *testing.T, f safetensors.File, prefix, name string, got *torch.Tensor, tol float64) {
+	t.Helper()
 	g, err := got.Float32s()
 	if err != nil {
 		t.Fatalf("%s %s: %v", prefix, name, err)
 	}
 	check := func(label string, got, want []float32) {
 		rel := relDiff(got, want)
-		if rel > parityTol || math.IsNaN(rel) {
-			t.Errorf("NOT OK %s: relative diff %.3g > %g", label, rel, parityTol)
+		if rel > tol || math.IsNaN(rel) {
+			t.Errorf("NOT OK %s: relative diff %.3g > %g", label, rel, tol)
 			return
 		}
 		t.Logf("OK %s (relative diff %.2g)", label, rel)
