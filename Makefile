@@ -6,7 +6,7 @@ BIN     := bin/maddr
 # linked through CGO_CXXFLAGS/CGO_LDFLAGS (see README).
 TORCH_HEADER ?= /usr/include/torch/csrc/api/include/torch/version.h
 
-.PHONY: all build deps test fixtures reference doctor vet fmt-check clean
+.PHONY: all build deps test fixtures reference demo doctor vet fmt-check clean
 
 all: build
 
@@ -27,6 +27,10 @@ fixtures:
 
 test: deps fixtures
 	$(GO) test ./...
+
+# The main job: baseline vs MADDR on the built-in phantom data, report in demo-out/.
+demo: build
+	./$(BIN) demo --out demo-out
 
 doctor: build
 	./$(BIN) doctor
