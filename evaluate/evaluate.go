@@ -115,7 +115,19 @@ func Evaluate(ctx context.Context, m *modelfile.Model, samples []dataset.Sample,
 	if err != nil {
 		return nil, err
 	}
-	vv, tt := scored(val, vs), scored(test, ts)
+	return FromScores(m, val, test, vs, ts, opts)
+}
+
+// FromScores applies the protocol to scores already computed by
+// ScoreSamples (NaN marks a skipped image), so a caller that needs the
+// scores themselves (plots, picking images for heat maps) scores each image
+// once. valScores and testScores are parallel to val and test.
+func FromScores(m *modelfile.Model, val, test []dataset.Sample, valScores, testScores []float64, opts metrics.SelectOptions) (*Report, error) {
+	if len(valScores) != len(val) || len(testScores) != len(test) {
+		return nil, fmt.Errorf("evaluating: %d/%d validation and %d/%d test scores for the samples", len(valScores), len(val), len(testScores), len(test))
+	}
+	vs := valScores
+	vv, tt := scored(val, vs), scored(test, testScores)
 	res, err := metrics.EvaluateGroups(vv, tt, opts)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+
+	"github.com/maddr-project/maddr/baselines"
+	"github.com/maddr-project/maddr/dataset"
+	"github.com/maddr-project/maddr/experiment"
+	"github.com/maddr-project/maddr/metrics"
+	"github.com/maddr-project/maddr/train"
+)
+
+func init() {
+	register("experiment", "run the paper's Table 1 / Table 2 protocols over seeds (resumable, shardable) and write tables, plots and an HTML report", runExperiment)
+}
+
+// phantomIterations is the default schedule when every source is the
+// phantom: long enough to separate the methods a little, short enough for
+// a laptop.
+const phantomIterations = 200
+
+func runExperiment(args []string, stdout, stderr io.Writer) error {
+	usage := func() {
+		fmt.Fprintln(stderr, `usage: maddr experiment table1|table2 [flags]   run (or resume) a protocol into --out
+       maddr experiment merge --out DIR DIR...    tables and report from shard directories
+
+Run 'maddr experiment table1 -h' for the flags.`)
+	}
+	if len(args) == 0 {
+		usage()
+		return errUsage
+	}
+	switch args[0] {
+	case "table1":
+		return runExperimentTable(experiment.Table1, args[1:], stdout, stderr)
+	case "table2":
+		return runExperimentTable(experiment.Table2, args[1:], stdout, stderr)
+	case "merge":
+		return runExperimentMerge(args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		usage()
+		return nil
+	}
+	fmt.Fprintf(stderr, "maddr experiment: unknown protocol %q\n", args[0])
+	usage()
+	return errUsage
+}
+
+func runExperimentTable(table experiment.Table, args []string, stdout, stderr io.Writer) error {
+	name := "experiment " + string(table)
+	fs := newFlagSet(name, stderr)
+	def := train.Defaults("dpa")
+	var data specList
+	fs.Var(&data, "data", "data source KIND[:ROOT][,key=value...] (repeatable; default phantom)")
+	defModels := "dpa,memae,fanogan,ganomaly"
+	if table == experiment.Table2 {
+		defModels = "dpa"
+	}
+	models := fs.String("model", defModels, "baseline(s), comma-separated (table2: one); available: "+strings.Join(baselines.Names(), ", "))
+	mo := addModelOptionFlags(fs)
+	seeds := fs.String("seeds", "8499,8500,8501", "comma-separated seeds; each cell is repeated once per seed")
+	iterations := fs.Int("iterations", 0, fmt.Sprintf("optimizer steps per run (0: %d on phantom data, else each baseline's paper schedule)", phantomIterations))
+	batch := fs.Int("batch", def.BatchSize, "batch size")
+	latent := fs.Int("latent", 0, "latent width (0: the baseline's default; table2 row 1 always uses 16)")
+	size := fs.Int("size", def.Preprocess.Size, "network input side in pixels")
+	resize := fs.Int("resize", def.Preprocess.Resize, "resize before the centre crop (0: skip)")
+	crop := fs.Int("crop", def.Preprocess.Crop, "centre crop before the final resize (0: skip)")
+	mixed := fs.Bool("mixed", true, "table1: also train each baseline on all data sets without MADDR (reference for the t-SNE figure; = table2 row 3)")
+	roles := fs.String("roles", "", "table2: groups playing LiTS, Lung-CT and Lung-X-rays, comma-separated (default liver-ct,lung-ct,chest-xray as in the phantom; real Shenzhen data is lung-xray)")
+	criterion := fs.String("criterion", "macro-f1", "threshold criterion on validation: macro-f1, f1 or accuracy")
+	grid := fs.Int("grid", metrics.DefaultSteps, "threshold candidates between the min and max validation score")
+	heat := fs.Int("heat-maps", 3, "most-abnormal and most-normal test images shown per group")
+	latentPer := fs.Int("latent-per-group", 100, "test images per group embedded in the t-SNE figure")
+	shard := fs.String("shard", "", "run only shard i of n (i/n, 1 <= i <= n): cell k of the plan belongs to shard (k mod n)+1")
+	out := fs.String("out", "", "experiment directory (default experiment-"+string(table)+"); rerunning resumes it")
+	noReport := fs.Bool("no-report", false, "skip the tables and report at the end (e.g. in a job array; run merge afterwards)")
+	threads := fs.Int("threads", 0, "libtorch threads (0: all cores)")
+	workers := fs.Int("workers", 0, "data loading workers (0: all cores)")
+	cacheMB := fs.Int64("cache-mb", 1024, "memory for cached preprocessed images (MiB)")
+	every := fs.Int("checkpoint-every", 0, "checkpoint interval in iterations (0: a fifth of the run, at most 1000)")
+	skipBad := fs.Bool("skip-bad", false, "log and skip unreadable images")
+	device := fs.String("device", "cpu", "cpu or cuda[:N]")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "maddr %s: unexpected arguments %v\n", name, fs.Args())
+		return errUsage
+	}
+	if err := checkDevice(*device); err != nil {
+		return err
+	}
+	crit, err := metrics.ParseCriterion(*criterion)
+	if err != nil {
+		return err
+	}
+	sh, err := experiment.ParseShard(*shard)
+	if err != nil {
+		return err
+	}
+	s := experiment.Settings{
+		Table: table, Sources: data, Seeds: nil, Iterations: *iterations, BatchSize: *batch, LatentDim: *latent,
+		Preprocess: def.Preprocess, Mixed: *mixed, Roles: experiment.DefaultRoles(), Criterion: crit, Steps: *grid,
+		HeatMaps: *heat, LatentPerGroup: *latentPer,
+		Threads: *threads, Workers: *workers, CacheBytes: *cacheMB << 20, CheckpointEvery: *every, SkipBad: *skipBad,
+	}
+	if table == experiment.Table2 {
+		s.Mixed = false
+	}
+	if len(s.Sources) == 0 {
+		s.Sources = []dataset.Spec{{Kind: "phantom"}}
+	}
+	s.Preprocess.Size, s.Preprocess.Resize, s.Preprocess.Crop = *size, *resize, *crop
+	if err := s.Preprocess.Validate(); err != nil {
+		return err
+	}
+	if *roles != "" {
+		if s.Roles, err = experiment.ParseRoles(*roles); err != nil {
+			return err
+		}
+	}
+	for _, part := range strings.Split(*seeds, ",") {
+		v, err := strconv.ParseUint(strings.TrimSpace(part), 10, 64)
+		if err != nil {
+			return fmt.Errorf("--seeds %q: %q is not a seed", *seeds, part)
+		}
+		s.Seeds = append(s.Seeds, v)
+	}
+	if s.Iterations == 0 && allPhantom(s.Sources) {
+		s.Iterations = phantomIterations
+	}
+	raw, err := mo.options()
+	if err != nil {
+		return err
+	}
+	s.ModelOptions = map[string]json.RawMessage{}
+	for _, m := range strings.Split(*models, ",") {
+		m = strings.TrimSpace(m)
+		if m == "" {
+			continue
+		}
+		s.Models = append(s.Models, m)
+		// The VGG settings belong to DPA; other baselines reject unknown keys.
+		if m == "dpa" {
+			s.ModelOptions[m] = raw
+		} else if *mo.raw != "" {
+			s.ModelOptions[m] = json.RawMessage(*mo.raw)
+		}
+	}
+	dir := *out
+	if dir == "" {
+		dir = "experiment-" + string(table)
+	}
+	setThreads(*threads)
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer cancel()
+	sum, err := experiment.Run(ctx, s, dir, experiment.Options{
+		Shard: sh, Progress: stderr, Logf: logTo(stderr), Version: buildVersion(), NoReport: *noReport,
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w; finished cells are kept: rerun the same command to resume", err)
+		}
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: %d cells planned, %d in this shard (%s): %d run now, %d finished before\n",
+		table, sum.Planned, sum.Owned, sh, len(sum.Ran), len(sum.Skipped))
+	return printOutputs(stdout, dir, string(table), sum.Outputs)
+}
+
+func allPhantom(specs []dataset.Spec) bool {
+	for _, s := range specs {
+		if s.Kind != "phantom" {
+			return false
+		}
+	}
+	return len(specs) > 0
+}
+
+// printOutputs prints the Markdown table and where everything went.
+func printOutputs(stdout io.Writer, dir, table string, files []string) error {
+	if len(files) == 0 {
+		return nil
+	}
+	b, err := os.ReadFile(dir + "/" + table + ".md")
+	if err == nil {
+		fmt.Fprintf(stdout, "\n%s\n", b)
+	}
+	fmt.Fprintf(stdout, "wrote %s/%s.{md,csv,json}, %s/report.html and %d plots in %s/plots\n", dir, table, dir, len(files)-4, dir)
+	return nil
+}
+
+func runExperimentMerge(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("experiment merge", stderr)
+	out := fs.String("out", "", "directory for the merged tables and report (required)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *out == "" || fs.NArg() == 0 {
+		fmt.Fprintln(stderr, "usage: maddr experiment merge --out DIR EXPERIMENT_DIR...")
+		return errUsage
+	}
+	files, err := experiment.Merge(*out, fs.Args(), logTo(stderr))
+	if err != nil {
+		return err
+	}
+	table := ""
+	for _, f := range files {
+		if strings.HasSuffix(f, ".md") {
+			table = strings.TrimSuffix(f[strings.LastIndex(f, "/")+1:], ".md")
+		}
+	}
+	return printOutputs(stdout, *out, table, files)
+}

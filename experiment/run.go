@@ -1,0 +1,289 @@
+package experiment
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/maddr-project/maddr/baselines"
+	"github.com/maddr-project/maddr/dataset"
+	"github.com/maddr-project/maddr/evaluate"
+	"github.com/maddr-project/maddr/modelfile"
+	"github.com/maddr-project/maddr/train"
+)
+
+// Options are the parts of a run that do not change what it computes.
+type Options struct {
+	// Shard restricts the run to one machine's share of the cells.
+	Shard Shard
+	// Samples, when set, replaces loading Settings.Sources.
+	Samples []dataset.Sample
+	// Progress receives progress bars (nil: none).
+	Progress io.Writer
+	// Logf receives notes and one line per cell (nil: discarded).
+	Logf func(format string, args ...any)
+	// Version is the maddr build recorded in every cell.
+	Version string
+	// AfterStep is called after every training iteration of every cell
+	// (tests use it to interrupt a run).
+	AfterStep func(c Cell, iter int, losses baselines.Losses)
+	// NoReport skips writing the tables and the report at the end.
+	NoReport bool
+}
+
+// Summary tells what a run did.
+type Summary struct {
+	Planned int      `json:"planned"`
+	Owned   int      `json:"owned"`
+	Ran     []string `json:"ran"`
+	Skipped []string `json:"skipped"`
+	// Outputs are the tables and the report written at the end.
+	Outputs []string `json:"outputs"`
+}
+
+func (o Options) logf(format string, args ...any) {
+	if o.Logf != nil {
+		o.Logf(format, args...)
+	}
+}
+
+// LoadSamples opens every split of the settings' sources.
+func LoadSamples(s Settings, logf func(string, ...any)) ([]dataset.Sample, error) {
+	return dataset.Open(s.Sources, dataset.Options{SkipBad: s.SkipBad, Logf: logf})
+}
+
+// Run plans the experiment on the data, runs every cell of the shard that
+// has no finished cell.json in dir (an interrupted one continues from its
+// training checkpoint), and then writes the tables and the report of every
+// cell finished in dir so far.
+func Run(ctx context.Context, s Settings, dir string, o Options) (*Summary, error) {
+	samples := o.Samples
+	if samples == nil {
+		var err error
+		if samples, err = LoadSamples(s, o.Logf); err != nil {
+			return nil, err
+		}
+	}
+	groups := GroupsOf(samples)
+	cells, err := Plan(s, groups)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, CellsDir), 0o755); err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(cells))
+	for i, c := range cells {
+		ids[i] = c.ID
+	}
+	sel := s.selectOptions()
+	sum := &Summary{Planned: len(cells)}
+	var todo []Cell
+	for i, c := range cells {
+		if !o.Shard.Owns(i) {
+			continue
+		}
+		sum.Owned++
+		prev, err := readResult(filepath.Join(dir, CellsDir, c.ID, CellFile))
+		switch {
+		case err == nil && prev.Hash == c.Hash(sel):
+			sum.Skipped = append(sum.Skipped, c.ID)
+			continue
+		case err == nil:
+			return nil, fmt.Errorf("cell %s in %s was finished with other settings (hash %s, now %s): use another output directory, or delete that cell to redo it",
+				c.ID, dir, prev.Hash, c.Hash(sel))
+		case !errors.Is(err, os.ErrNotExist):
+			return nil, err
+		}
+		todo = append(todo, c)
+	}
+	// Written only once the finished cells agree with the settings, so a
+	// refused rerun leaves the directory's record as it was.
+	if err := writeJSON(filepath.Join(dir, ExperimentFile), Record{Settings: s, Groups: groups, Cells: ids, Version: o.Version, Updated: time.Now().UTC()}); err != nil {
+		return nil, err
+	}
+	o.logf("%s: %d cells planned, %d in shard %s, %d already finished, %d to run; groups %v",
+		s.Table, len(cells), sum.Owned, o.Shard, len(sum.Skipped), len(todo), groups)
+	// The baselines repeat the same notes for every cell: show each once.
+	seenNotes := map[string]bool{}
+	inner := o.Logf
+	o.Logf = func(format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		if strings.HasPrefix(msg, "note: ") {
+			if seenNotes[msg] {
+				return
+			}
+			seenNotes[msg] = true
+		}
+		if inner != nil {
+			inner("%s", msg)
+		}
+	}
+	for k, c := range todo {
+		label := fmt.Sprintf("[%d/%d] %s", k+1, len(todo), c.ID)
+		r, err := runCell(ctx, s, c, samples, dir, label, o)
+		if err != nil {
+			return sum, fmt.Errorf("cell %s: %w", c.ID, err)
+		}
+		sum.Ran = append(sum.Ran, c.ID)
+		var aucs []string
+		for _, g := range r.Results.Groups {
+			if g.Test.AUC != nil {
+				aucs = append(aucs, fmt.Sprintf("%s AUC %.2f", g.Group, 100**g.Test.AUC))
+			}
+		}
+		o.logf("%s done in %.1f s: %v", label, r.Timings.TotalS, aucs)
+	}
+	if o.NoReport {
+		return sum, nil
+	}
+	sum.Outputs, err = WriteReport(dir, []string{dir}, o.Logf)
+	return sum, err
+}
+
+// runCell trains, evaluates and records one cell.
+func runCell(ctx context.Context, s Settings, c Cell, samples []dataset.Sample, dir, label string, o Options) (*Result, error) {
+	cellDir := filepath.Join(dir, CellsDir, c.ID)
+	started := time.Now()
+	topts := train.Options{Resume: true, Samples: samples, Progress: o.Progress, Logf: o.Logf, Label: label}
+	if o.AfterStep != nil {
+		topts.AfterStep = func(it int, l baselines.Losses) { o.AfterStep(c, it, l) }
+	}
+	if o.Version != "" {
+		train.Version = o.Version
+	}
+	tr, err := train.Run(ctx, c.Config, cellDir, topts)
+	if err != nil {
+		return nil, err
+	}
+	trainS := time.Since(started).Seconds()
+
+	evalStart := time.Now()
+	m, err := modelfile.Load(tr.ModelPath)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Framework.Base.Store().Free()
+	var val, test []dataset.Sample
+	for _, smp := range samples {
+		if !slices.Contains(c.EvalGroups, smp.Group) {
+			continue
+		}
+		switch smp.Split {
+		case dataset.Val:
+			val = append(val, smp)
+		case dataset.Test:
+			test = append(test, smp)
+		}
+	}
+	if len(val) == 0 || len(test) == 0 {
+		return nil, fmt.Errorf("groups %v have %d validation and %d test images; both are needed", c.EvalGroups, len(val), len(test))
+	}
+	vs, err := evaluate.ScoreSamples(ctx, m, val, 32, s.SkipBad)
+	if err != nil {
+		return nil, err
+	}
+	ts, err := evaluate.ScoreSamples(ctx, m, test, 32, s.SkipBad)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := evaluate.FromScores(m, val, test, vs, ts, s.selectOptions())
+	if err != nil {
+		return nil, err
+	}
+	th := rep.Thresholds()
+	if err := modelfile.UpdateManifest(tr.ModelPath, func(mf *modelfile.Manifest) error { mf.Thresholds = th; return nil }); err != nil {
+		return nil, err
+	}
+	scores := map[string]GroupScores{}
+	for _, gr := range rep.Results.Groups {
+		scores[gr.Group] = GroupScores{Threshold: gr.Threshold.Value}
+	}
+	for i, smp := range test {
+		if math.IsNaN(ts[i]) {
+			continue
+		}
+		gs := scores[smp.Group]
+		if smp.Label == dataset.Abnormal {
+			gs.Abnormal = append(gs.Abnormal, ts[i])
+		} else {
+			gs.Normal = append(gs.Normal, ts[i])
+		}
+		scores[smp.Group] = gs
+	}
+	evalS := time.Since(evalStart).Seconds()
+
+	extrasStart := time.Now()
+	heat, err := writeHeatMaps(ctx, m, test, ts, cellDir, heatCount(s))
+	if err != nil {
+		return nil, fmt.Errorf("heat maps: %w", err)
+	}
+	latent := ""
+	if len(c.EvalGroups) > 1 {
+		if err := writeLatents(ctx, m, test, filepath.Join(cellDir, LatentFile), latentCount(s)); err != nil {
+			return nil, fmt.Errorf("latent codes: %w", err)
+		}
+		latent = LatentFile
+	}
+	extrasS := time.Since(extrasStart).Seconds()
+
+	host, _ := os.Hostname()
+	r := &Result{
+		Cell: c, Hash: c.Hash(s.selectOptions()), Version: o.Version, Host: host, Shard: o.Shard.String(),
+		Started: started.UTC(), Finished: time.Now().UTC(),
+		Timings:    Timings{TrainS: trainS, EvalS: evalS, ExtrasS: extrasS, TotalS: time.Since(started).Seconds(), ImagesPerS: tr.ImagesPerS},
+		Iterations: tr.Iterations, LatentDim: m.Framework.Base.LatentDim(), Notes: tr.Notes, Results: rep.Results, Counts: rep.Counts, Scores: scores,
+		HeatMaps: heat, Latent: latent, Dir: cellDir,
+	}
+	if err := writeJSON(filepath.Join(cellDir, CellFile), r); err != nil {
+		return nil, err
+	}
+	// A finished cell is never resumed, and its checkpoint (weights plus
+	// optimizer state) is several times the size of the model file kept.
+	for _, f := range []string{train.CheckpointFile, train.CheckpointFile + ".json"} {
+		if err := os.Remove(filepath.Join(cellDir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			o.logf("warning: %v", err)
+		}
+	}
+	return r, nil
+}
+
+func heatCount(s Settings) int {
+	if s.HeatMaps > 0 {
+		return s.HeatMaps
+	}
+	return 3
+}
+
+func latentCount(s Settings) int {
+	if s.LatentPerGroup > 0 {
+		return s.LatentPerGroup
+	}
+	return 100
+}
+
+// extremes returns the indices (into test) of a group's k highest and k
+// lowest scores, highest first and lowest first.
+func extremes(test []dataset.Sample, scores []float64, group string, k int) (top, bottom []int) {
+	var idx []int
+	for i, s := range test {
+		if s.Group == group && !math.IsNaN(scores[i]) {
+			idx = append(idx, i)
+		}
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return scores[idx[a]] > scores[idx[b]] })
+	k = min(k, len(idx)/2)
+	top = slices.Clone(idx[:k])
+	for j := 0; j < k; j++ {
+		bottom = append(bottom, idx[len(idx)-1-j])
+	}
+	return top, bottom
+}
