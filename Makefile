@@ -6,7 +6,7 @@ BIN     := bin/maddr
 # linked through CGO_CXXFLAGS/CGO_LDFLAGS (see README).
 TORCH_HEADER ?= /usr/include/torch/csrc/api/include/torch/version.h
 
-.PHONY: all build deps test fixtures reference demo doctor vet fmt-check clean
+.PHONY: all build deps test fixtures reference demo doctor vet fmt-check fuzz clean
 
 all: build
 
@@ -57,6 +57,10 @@ reference:
 	$(PYTHON) tools/reference/dpa_fake_vgg.py
 	$(PYTHON) tools/reference/dpa_parity.py
 	$(PYTHON) tools/reference/maddr_dpa_parity.py
+
+# Fuzzes every target for FUZZTIME (default 60s) each; not part of CI.
+fuzz: deps
+	bash tools/fuzz.sh
 
 clean:
 	rm -rf bin

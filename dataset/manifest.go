@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -105,8 +106,6 @@ func ReadManifest(r io.Reader, name string) ([]Sample, []Problem, error) {
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		line, _ := cr.FieldPos(0)
-		where := fmt.Sprintf("%s line %d", name, line)
 		if err != nil {
 			var perr *csv.ParseError
 			if errors.As(err, &perr) {
@@ -115,6 +114,9 @@ func ReadManifest(r io.Reader, name string) ([]Sample, []Problem, error) {
 			}
 			return nil, nil, fmt.Errorf("manifest %s: %w", name, err)
 		}
+		// FieldPos panics after a failed Read, so it is asked only now.
+		line, _ := cr.FieldPos(0)
+		where := fmt.Sprintf("%s line %d", name, line)
 		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
 			continue
 		}
@@ -187,6 +189,8 @@ func parseManifestRow(rec []string, col map[string]int, dir string) (Sample, err
 			return s, fmt.Errorf("field lo: %q is not a number", lo)
 		case err2 != nil:
 			return s, fmt.Errorf("field hi: %q is not a number", hi)
+		case math.IsInf(l, 0) || math.IsInf(h, 0) || math.IsNaN(l) || math.IsNaN(h):
+			return s, fmt.Errorf("fields lo/hi: range [%s, %s] must be finite", lo, hi)
 		case !(h > l):
 			return s, fmt.Errorf("fields lo/hi: range [%s, %s] is empty", lo, hi)
 		}

@@ -199,7 +199,10 @@ func Decode(data []byte, name string) (File, error) {
 		if begin < 0 || end < begin || end > int64(len(body)) {
 			return bad("tensor %q data [%d, %d) lies outside the %d data bytes (truncated file?)", key, begin, end, len(body))
 		}
-		if end-begin != count*int64(esize) {
+		// Compare counts, not byte sizes: count*esize can overflow int64 for
+		// an absurd shape, which once let such a shape through to the
+		// allocation.
+		if (end-begin)%int64(esize) != 0 || (end-begin)/int64(esize) != count {
 			return bad("tensor %q has %d data bytes for shape %v of %s", key, end-begin, e.Shape, e.DType)
 		}
 		out.Tensors[key] = convert(e.DType, e.Shape, body[begin:end], count)

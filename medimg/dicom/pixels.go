@@ -98,7 +98,9 @@ func (f *File) rleFrame(i int) ([]byte, error) {
 		return nil, fmt.Errorf("%w: RLE frame has %d segments, %d expected", ErrCorrupt, got, nseg)
 	}
 	npix := f.Rows * f.Columns
-	out := make([]byte, npix*nseg)
+	// Check every segment before allocating the frame: the header's Rows x Columns can claim gigabytes that
+	// a few bytes of PackBits (at most maxPackBitsRatio output bytes per input byte) cannot fill.
+	starts, ends := make([]int, nseg), make([]int, nseg)
 	for s := 0; s < nseg; s++ {
 		start := int(binary.LittleEndian.Uint32(src[4+4*s:]))
 		end := len(src)
@@ -109,7 +111,15 @@ func (f *File) rleFrame(i int) ([]byte, error) {
 			return nil, fmt.Errorf("%w: RLE segment %d offsets %d..%d outside the %d-byte frame",
 				ErrCorrupt, s, start, end, len(src))
 		}
-		seg, err := unpackBits(src[start:end], npix)
+		if int64(end-start)*maxPackBitsRatio < int64(npix) {
+			return nil, fmt.Errorf("%w: RLE segment %d has %d bytes, too few for the %dx%d pixels the header declares",
+				ErrCorrupt, s, end-start, f.Columns, f.Rows)
+		}
+		starts[s], ends[s] = start, end
+	}
+	out := make([]byte, npix*nseg)
+	for s := 0; s < nseg; s++ {
+		seg, err := unpackBits(src[starts[s]:ends[s]], npix)
 		if err != nil {
 			return nil, fmt.Errorf("RLE segment %d: %w", s, err)
 		}
@@ -121,6 +131,9 @@ func (f *File) rleFrame(i int) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// maxPackBitsRatio is PackBits' largest expansion: a 2-byte replicate run gives 128 bytes.
+const maxPackBitsRatio = 64
 
 // unpackBits expands one PackBits-coded segment into exactly n bytes.
 func unpackBits(src []byte, n int) ([]byte, error) {
@@ -153,6 +166,11 @@ func unpackBits(src []byte, n int) ([]byte, error) {
 
 func (f *File) jpegFrame(i int) ([]float64, error) {
 	src := f.fragments[i]
+	// The JPEG decoder allocates the whole image when it meets the first scan, before any data is read.
+	if !raster.PlausibleJPEG(f.Columns, f.Rows, int64(len(src))) {
+		return nil, fmt.Errorf("reading %s: frame %d: %w: JPEG of %d bytes cannot hold the %dx%d pixels the header declares",
+			f.Name, i, ErrCorrupt, len(src), f.Columns, f.Rows)
+	}
 	cfg, err := jpeg.DecodeConfig(bytes.NewReader(src))
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: frame %d: %w: JPEG: %v", f.Name, i, ErrCorrupt, err)

@@ -37,6 +37,22 @@ var (
 // about 3000 x 3000); JPEG, unlike PNG, has no useful bound from the file size.
 const MaxPixels = 1 << 26
 
+// MaxJPEGPixelsPerByte bounds how many pixels a JPEG can describe per byte of its file. Every 8x8 block costs
+// at least one bit of Huffman code in the scan holding its DC coefficient (two in a sequential JPEG), so n
+// bytes hold at most 512n pixels; the bound is twice that. It lets a JPEG header that declares a huge image in
+// a few bytes be refused before the decoder allocates that image.
+const MaxJPEGPixelsPerByte = 1024
+
+// minJPEGCheck: images up to this many pixels are never refused by PlausibleJPEG; they are cheap to allocate.
+const minJPEGCheck = 1 << 16
+
+// PlausibleJPEG reports whether a JPEG stream of size bytes can hold a width x height image (see
+// MaxJPEGPixelsPerByte).
+func PlausibleJPEG(width, height int, size int64) bool {
+	pixels := int64(width) * int64(height)
+	return pixels <= minJPEGCheck || pixels/MaxJPEGPixelsPerByte <= size
+}
+
 // maxDeflateRatio: deflate emits at most about 1032 bytes per input byte, which bounds a PNG's true size.
 const maxDeflateRatio = 1032
 
@@ -85,6 +101,10 @@ func Decode(r io.Reader, size int64, name string) (Image, error) {
 	}
 	// One-bit PNG rows hold 8 pixels per byte; anything beyond the deflate limit cannot be in the file.
 	if format == "png" && size > 0 && pixels/8 > size*maxDeflateRatio {
+		return Image{}, fmt.Errorf("reading %s: %w: declared size %dx%d cannot fit in %d bytes",
+			name, ErrCorrupt, cfg.Width, cfg.Height, size)
+	}
+	if format == "jpeg" && size > 0 && !PlausibleJPEG(cfg.Width, cfg.Height, size) {
 		return Image{}, fmt.Errorf("reading %s: %w: declared size %dx%d cannot fit in %d bytes",
 			name, ErrCorrupt, cfg.Width, cfg.Height, size)
 	}
