@@ -6,6 +6,7 @@
 package train
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -238,7 +239,12 @@ func Run(ctx context.Context, cfg Config, dir string, o Options) (*Result, error
 	logMode := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
 	if start > 0 {
 		logMode = os.O_CREATE | os.O_WRONLY | os.O_APPEND
+		// Iterations after the checkpoint were lost with the crash and run again: drop their old lines.
+		if err := truncateLog(filepath.Join(dir, LogFile), start); err != nil {
+			return nil, err
+		}
 	}
+	removeStaleTemps(dir)
 	logFile, err := os.OpenFile(filepath.Join(dir, LogFile), logMode, 0o644)
 	if err != nil {
 		return nil, err
@@ -344,6 +350,36 @@ func Run(ctx context.Context, cfg Config, dir string, o Options) (*Result, error
 		ImagesPerS: float64((cfg.Iterations-start)*cfg.BatchSize) / math.Max(time.Since(t0).Seconds(), 1e-9),
 		Final:      last, Notes: fw.Notes(),
 	}, nil
+}
+
+// truncateLog keeps the lines of the JSONL log up to iteration last.
+func truncateLog(path string, last int) error {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var keep []byte
+	for _, line := range bytes.SplitAfter(data, []byte("\n")) {
+		var e struct {
+			Iter int `json:"iter"`
+		}
+		if json.Unmarshal(line, &e) != nil || e.Iter > last {
+			break
+		}
+		keep = append(keep, line...)
+	}
+	return safetensors.WriteAtomic(path, func(w io.Writer) error { _, err := w.Write(keep); return err })
+}
+
+// removeStaleTemps deletes temporary files an interrupted atomic write left behind.
+func removeStaleTemps(dir string) {
+	matches, _ := filepath.Glob(filepath.Join(dir, ".*.tmp-*"))
+	for _, m := range matches {
+		os.Remove(m)
+	}
 }
 
 // selectTrain keeps the normal training samples of the wanted groups.

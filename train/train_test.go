@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -131,5 +132,37 @@ func TestBadInputsAreClearErrors(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, CheckpointFile), []byte("garbage"), 0o644)
 	if _, err := Run(context.Background(), cfg, dir, Options{Samples: samples, Resume: true}); err == nil || !strings.Contains(err.Error(), CheckpointFile) {
 		t.Fatalf("corrupt checkpoint: %v", err)
+	}
+}
+
+func TestResumeTrimsTheLogAndTemporaryFiles(t *testing.T) {
+	cfg, samples := smallConfig(t)
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err := Run(ctx, cfg, dir, Options{Samples: samples, AfterStep: func(it int, _ baselines.Losses) {
+		if it == 8 {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(dir, "."+CheckpointFile+".tmp-123")
+	os.WriteFile(stale, []byte("half"), 0o644)
+	if _, err := Run(context.Background(), cfg, dir, Options{Samples: samples, Resume: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); err == nil {
+		t.Error("stale temporary file survived the resume")
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, LogFile))
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != cfg.Iterations {
+		t.Fatalf("log has %d lines after resume, want one per iteration (%d)", len(lines), cfg.Iterations)
+	}
+	for i, l := range lines {
+		if !strings.Contains(l, fmt.Sprintf(`"iter":%d,`, i+1)) {
+			t.Fatalf("line %d is %s", i+1, l)
+		}
 	}
 }
