@@ -8,8 +8,11 @@
 package safetensors
 
 import (
+	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -90,8 +93,9 @@ func Encode(w io.Writer, f File) error {
 	}
 	sort.Strings(names)
 	header := map[string]any{}
-	if len(f.Metadata) > 0 {
-		header["__metadata__"] = f.Metadata
+	meta := map[string]string{}
+	for k, v := range f.Metadata {
+		meta[k] = v
 	}
 	var offset int64
 	for _, n := range names {
@@ -123,6 +127,14 @@ func Encode(w io.Writer, f File) error {
 		header[n] = headerEntry{DType: dt, Shape: shape, DataOffsets: [2]int64{offset, offset + size}}
 		offset += size
 	}
+	// The data checksum lets a reader tell a damaged file (bit rot, a
+	// partial copy) from a valid one; readers without it still load the file.
+	sum := sha256.New()
+	if err := writeData(sum, f, names); err != nil {
+		return err
+	}
+	meta[ChecksumKey] = hex.EncodeToString(sum.Sum(nil))
+	header["__metadata__"] = meta
 	hb, err := json.Marshal(header)
 	if err != nil {
 		return err
@@ -139,19 +151,27 @@ func Encode(w io.Writer, f File) error {
 	if _, err := w.Write(hb); err != nil {
 		return err
 	}
+	return writeData(w, f, names)
+}
+
+// ChecksumKey is the metadata entry holding the SHA-256 of the data section.
+const ChecksumKey = "sha256"
+
+func writeData(w io.Writer, f File, names []string) error {
+	bw := bufio.NewWriterSize(w, 1<<20)
 	for _, n := range names {
 		t := f.Tensors[n]
 		var err error
 		if t.I64 != nil {
-			err = binary.Write(w, binary.LittleEndian, t.I64)
+			err = binary.Write(bw, binary.LittleEndian, t.I64)
 		} else {
-			err = binary.Write(w, binary.LittleEndian, t.F32)
+			err = binary.Write(bw, binary.LittleEndian, t.F32)
 		}
 		if err != nil {
 			return err
 		}
 	}
-	return nil
+	return bw.Flush()
 }
 
 // Decode parses a whole safetensors file held in memory. name is used in errors.
@@ -173,6 +193,15 @@ func Decode(data []byte, name string) (File, error) {
 	}
 	body := data[8+hlen:]
 	out := File{Tensors: map[string]Tensor{}, Metadata: map[string]string{}}
+	if msg, ok := raw["__metadata__"]; ok {
+		var meta map[string]string
+		if json.Unmarshal(msg, &meta) == nil && meta[ChecksumKey] != "" {
+			got := sha256.Sum256(body)
+			if hex.EncodeToString(got[:]) != meta[ChecksumKey] {
+				return File{}, fmt.Errorf("%s: damaged file: the data does not match its SHA-256 checksum (bit rot or an incomplete copy)", name)
+			}
+		}
+	}
 	for key, msg := range raw {
 		if key == "__metadata__" {
 			if err := json.Unmarshal(msg, &out.Metadata); err != nil {

@@ -3,6 +3,7 @@ package safetensors
 import (
 	"bytes"
 	"math"
+	"strings"
 	"testing"
 )
 
@@ -64,5 +65,22 @@ func TestRejectsBadFiles(t *testing.T) {
 	}
 	if err := Encode(&bytes.Buffer{}, File{Tensors: map[string]Tensor{"x": {Shape: []int64{3}, F32: []float32{1}}}}); err == nil {
 		t.Error("encode accepted 1 value for 3 elements")
+	}
+}
+
+func TestChecksumDetectsDamagedData(t *testing.T) {
+	var buf bytes.Buffer
+	if err := Encode(&buf, File{Tensors: map[string]Tensor{"w": {Shape: []int64{4}, F32: []float32{1, 2, 3, 4}}}}); err != nil {
+		t.Fatal(err)
+	}
+	data := buf.Bytes()
+	if _, err := Decode(data, "ok.safetensors"); err != nil {
+		t.Fatal(err)
+	}
+	damaged := append([]byte{}, data...)
+	damaged[len(damaged)-2] ^= 0x10 // one bit inside the last float
+	_, err := Decode(damaged, "rot.safetensors")
+	if err == nil || !strings.Contains(err.Error(), "rot.safetensors") || !strings.Contains(err.Error(), "checksum") {
+		t.Fatalf("a flipped data bit gave %v", err)
 	}
 }
