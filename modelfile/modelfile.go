@@ -74,6 +74,9 @@ type Manifest struct {
 
 	// Thresholds by group name (e.g. "liver-ct"); empty until evaluated.
 	Thresholds map[string]Threshold `json:"thresholds,omitempty"`
+	// GroupPairs gives each group's organ and modality (see PairOf); older
+	// files lack it.
+	GroupPairs map[string]GroupPair `json:"group_pairs,omitempty"`
 	// Notes are remarks every report must repeat (e.g. random VGG weights).
 	Notes []string `json:"notes,omitempty"`
 	// Training records where the weights came from.
@@ -154,6 +157,9 @@ func ReadManifest(path string) (Manifest, safetensors.File, error) {
 	}
 	if m.Format < 1 {
 		return m, f, fmt.Errorf("%s: invalid model format %d", path, m.Format)
+	}
+	if err := m.Validate(); err != nil {
+		return m, f, fmt.Errorf("%s: %w", path, err)
 	}
 	return m, f, nil
 }

@@ -341,6 +341,7 @@ func Run(ctx context.Context, cfg Config, dir string, o Options) (*Result, error
 	err = modelfile.Save(modelPath, fw, modelfile.Manifest{
 		Version: version(), ImageSize: cfg.Preprocess.Size, Seed: cfg.Seed, Iterations: cfg.Iterations,
 		ModelOptions: cfg.ModelOptions, Vocabs: vocabs, Preprocess: cfg.Preprocess, Training: training,
+		GroupPairs: modelfile.GroupPairs(all),
 	})
 	if err != nil {
 		return nil, err

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/maddr-project/maddr/modelfile"
+	"github.com/maddr-project/maddr/score"
+	"github.com/maddr-project/maddr/server"
+)
+
+func init() {
+	register("serve", "serve a model over HTTP: JSON scoring API, /healthz, /metrics and a web page", runServe)
+}
+
+func runServe(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", stderr)
+	modelPath := fs.String("model", "", "model file or run directory (required)")
+	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on (use :8080 to accept other machines)")
+	sf := addScoreFlags(fs)
+	d := server.DefaultConfig()
+	workers := fs.Int("workers", d.Workers, "uploads scored in parallel (forward passes take turns)")
+	queue := fs.Int("queue", d.QueueSize, "uploads that may wait for a worker; more get 503")
+	maxMB := fs.Int64("max-body-mb", d.MaxBodyBytes>>20, "largest upload in MiB (413 beyond)")
+	maxMpx := fs.Int64("max-mpixels", d.MaxPixels>>20, "most decoded pixels per upload, in Mi pixels (413 beyond)")
+	maxSlices := fs.Int("max-slices", d.MaxSlices, "most 2-D images per upload")
+	timeout := fs.Duration("timeout", d.Timeout, "deadline of one request, waiting included")
+	threads := fs.Int("threads", 0, "libtorch threads (0: all cores)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *modelPath == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "maddr serve: --model is required (and positional arguments are not accepted)")
+		return errUsage
+	}
+	setThreads(*threads)
+	path := resolveModel(*modelPath)
+	m, err := modelfile.Load(path)
+	if err != nil {
+		return err
+	}
+	sc, err := score.New(m, sf.options())
+	if err != nil {
+		return err
+	}
+	digest, err := modelfile.Digest(path)
+	if err != nil {
+		return err
+	}
+	cfg := server.Config{MaxBodyBytes: *maxMB << 20, MaxPixels: *maxMpx << 20, MaxSlices: *maxSlices, Workers: *workers,
+		QueueSize: *queue, Timeout: *timeout, HU: *sf.hu}
+	srv := server.New(sc, server.Info{ModelPath: path, ModelSHA256: digest, Version: buildVersion()}, cfg)
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	if !sc.CanRoute() {
+		fmt.Fprintf(stderr, "serve: this model has no organ/modality heads and several groups: requests must name ?group= (one of %v)\n", sc.Groups())
+	}
+	if len(m.Manifest.Thresholds) == 0 {
+		fmt.Fprintf(stderr, "serve: %s has no thresholds, so decisions will be %q: run 'maddr eval --model %s' first\n", path, score.Unknown, *modelPath)
+	}
+	fmt.Fprintf(stdout, "serving %s (%s) on http://%s/ (%s); Ctrl-C stops\n", path, m.Manifest.Model, ln.Addr(), cfg)
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	start := time.Now()
+	err = server.Serve(ctx, ln, srv)
+	fmt.Fprintf(stdout, "stopped after %s\n", time.Since(start).Round(time.Second))
+	return err
+}
