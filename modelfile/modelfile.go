@@ -177,6 +177,17 @@ func Load(path string) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: rebuilding %s: %w", path, m.Model, err)
 	}
+	loaded := false
+	defer func() {
+		// A file that fails half-way must not leave its network allocated
+		// (a long-running server sees many bad uploads of model files).
+		if !loaded {
+			base.Store().Free()
+			if fz, ok := base.(baselines.FrozenNetworks); ok {
+				fz.Frozen().Free()
+			}
+		}
+	}()
 	fw, err := maddr.New(base, m.MADDR, m.Classes, m.Seed)
 	if err != nil {
 		return nil, fmt.Errorf("%s: rebuilding MADDR: %w", path, err)
@@ -196,6 +207,7 @@ func Load(path string) (*Model, error) {
 			return nil, fmt.Errorf("frozen network: %w", err)
 		}
 	}
+	loaded = true
 	return &Model{Manifest: m, Framework: fw, Path: path}, nil
 }
 

@@ -108,6 +108,14 @@ func (m Manifest) Validate() error {
 	if err := m.Preprocess.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	// Bounds on what Load will build, checked before building it: a damaged or
+	// hostile manifest must not make the loader allocate gigabytes.
+	if m.ImageSize < 0 || m.ImageSize > 2048 {
+		errs = append(errs, fmt.Errorf("image size %d outside 0..2048", m.ImageSize))
+	}
+	if m.LatentDim < 0 || m.LatentDim > 8192 {
+		errs = append(errs, fmt.Errorf("latent width %d outside 0..8192", m.LatentDim))
+	}
 	if m.ImageSize != 0 && m.Preprocess.Size != 0 && m.ImageSize != m.Preprocess.Size {
 		errs = append(errs, fmt.Errorf("network input %d px but preprocessing produces %d px", m.ImageSize, m.Preprocess.Size))
 	}
