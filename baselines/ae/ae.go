@@ -57,25 +57,8 @@ type Model struct {
 // New builds the autoencoder from o (Options fields win over Raw when set).
 func New(o baselines.Options) (baselines.Baseline, error) {
 	cfg := DefaultConfig()
-	cfg.ImageSize = 0
-	if err := backbone.DecodeRaw("ae", o.Raw, &cfg); err != nil {
+	if err := backbone.ApplyOptions("ae", o, &cfg, &cfg.ImageSize, &cfg.Latent, &cfg.Seed, &cfg.Iterations); err != nil {
 		return nil, err
-	}
-	if o.ImageSize == 0 {
-		o.ImageSize = 64
-	}
-	if err := backbone.CheckImageSize("ae", cfg.ImageSize, o.ImageSize); err != nil {
-		return nil, err
-	}
-	cfg.ImageSize = o.ImageSize
-	if o.LatentDim > 0 {
-		cfg.Latent = o.LatentDim
-	}
-	if o.Seed != 0 {
-		cfg.Seed = o.Seed
-	}
-	if o.Iterations > 0 {
-		cfg.Iterations = o.Iterations
 	}
 	return build(cfg)
 }

@@ -66,25 +66,8 @@ type Model struct {
 // New builds MemAE from o (Options fields win over Raw when set).
 func New(o baselines.Options) (baselines.Baseline, error) {
 	cfg := DefaultConfig()
-	cfg.ImageSize = 0
-	if err := backbone.DecodeRaw("memae", o.Raw, &cfg); err != nil {
+	if err := backbone.ApplyOptions("memae", o, &cfg, &cfg.ImageSize, &cfg.Latent, &cfg.Seed, &cfg.Iterations); err != nil {
 		return nil, err
-	}
-	if o.ImageSize == 0 {
-		o.ImageSize = 64
-	}
-	if err := backbone.CheckImageSize("memae", cfg.ImageSize, o.ImageSize); err != nil {
-		return nil, err
-	}
-	cfg.ImageSize = o.ImageSize
-	if o.LatentDim > 0 {
-		cfg.Latent = o.LatentDim
-	}
-	if o.Seed != 0 {
-		cfg.Seed = o.Seed
-	}
-	if o.Iterations > 0 {
-		cfg.Iterations = o.Iterations
 	}
 	return build(cfg)
 }

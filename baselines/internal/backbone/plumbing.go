@@ -26,6 +26,36 @@ func DecodeRaw(model string, raw json.RawMessage, dst any) error {
 	return nil
 }
 
+// ApplyOptions reads a baseline's settings: the JSON in o.Raw is decoded
+// over cfg's defaults, the stored image size must agree with the one asked
+// for (64 when o leaves it zero), and the non-zero Options fields (latent
+// width, seed, schedule length) win over the stored ones. The pointers name
+// cfg's own fields for those settings.
+func ApplyOptions(model string, o baselines.Options, cfg any, imageSize, latent *int, seed *uint64, iterations *int) error {
+	*imageSize = 0
+	if err := DecodeRaw(model, o.Raw, cfg); err != nil {
+		return err
+	}
+	asked := o.ImageSize
+	if asked == 0 {
+		asked = 64
+	}
+	if err := CheckImageSize(model, *imageSize, asked); err != nil {
+		return err
+	}
+	*imageSize = asked
+	if o.LatentDim > 0 {
+		*latent = o.LatentDim
+	}
+	if o.Seed != 0 {
+		*seed = o.Seed
+	}
+	if o.Iterations > 0 {
+		*iterations = o.Iterations
+	}
+	return nil
+}
+
 // CheckImageSize rejects a stored image size that disagrees with the one the
 // caller asks for (a model file must be used at the size it was trained at).
 func CheckImageSize(model string, stored, asked int) error {
