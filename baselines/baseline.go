@@ -107,6 +107,9 @@ type Options struct {
 	Iterations int
 	// Raw holds baseline-specific JSON settings (may be empty).
 	Raw json.RawMessage
+	// ClipGradNorm > 0 makes every optimizer of the baseline clip the
+	// gradients' joint L2 norm to this value before each update.
+	ClipGradNorm float64
 	// FrozenFromModelFile tells a baseline with FrozenNetworks that their
 	// weights will be copied in from a model file, so it must not look for
 	// them elsewhere (e.g. a VGG19 weights file).

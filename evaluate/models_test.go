@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 
+	"github.com/maddr-project/maddr/baselines"
 	_ "github.com/maddr-project/maddr/baselines/all"
 	"github.com/maddr-project/maddr/dataset"
 	"github.com/maddr-project/maddr/evaluate"
@@ -75,5 +77,21 @@ func TestEveryBaselineTrainsAndEvaluatesWithAndWithoutMADDR(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestClipOptionReachesEveryBaseline checks that --clip-grad-norm is recorded
+// by every baseline (which hands it to its optimizers).
+func TestClipOptionReachesEveryBaseline(t *testing.T) {
+	for model, raw := range tinyOptions {
+		b, err := baselines.New(model, baselines.Options{ImageSize: 32, Raw: json.RawMessage(raw), ClipGradNorm: 0.5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		js, _ := json.Marshal(b.Config())
+		if !strings.Contains(string(js), `"clip_grad_norm":0.5`) {
+			t.Errorf("%s config does not record the clipping: %s", model, js)
+		}
+		b.Store().Free()
 	}
 }

@@ -32,6 +32,23 @@ type slot struct {
 type base struct {
 	lr    float64
 	slots []*slot
+	// clipNorm > 0 rescales the gradients to this joint L2 norm before each update.
+	clipNorm float64
+}
+
+// clip applies the optional gradient-norm clipping to the trainable parameters.
+func (b *base) clip() error {
+	if b.clipNorm <= 0 {
+		return nil
+	}
+	var ps []*Param
+	for _, s := range b.slots {
+		if s.p.Trainable {
+			ps = append(ps, s.p)
+		}
+	}
+	_, err := ClipGradNorm(ps, b.clipNorm)
+	return err
 }
 
 func newBase(params []*Param, lr float64) base {
@@ -163,6 +180,8 @@ type Adam struct {
 // defaults (0.9, 0.999, 1e-8).
 type AdamConfig struct {
 	LR, Beta1, Beta2, Eps, WeightDecay float64
+	// ClipNorm > 0 clips the gradients' joint L2 norm before each update.
+	ClipNorm float64
 	// ZeroBeta1 makes a zero Beta1 mean 0 instead of the default (f-AnoGAN's betas (0, 0.9)).
 	ZeroBeta1 bool
 }
@@ -178,11 +197,16 @@ func NewAdam(params []*Param, c AdamConfig) *Adam {
 	if c.Eps == 0 {
 		c.Eps = 1e-8
 	}
-	return &Adam{base: newBase(params, c.LR), Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps, WeightDecay: c.WeightDecay}
+	a := &Adam{base: newBase(params, c.LR), Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps, WeightDecay: c.WeightDecay}
+	a.clipNorm = c.ClipNorm
+	return a
 }
 
 // Step applies one Adam update.
 func (a *Adam) Step() error {
+	if err := a.clip(); err != nil {
+		return err
+	}
 	return a.forEach(func(sc *torch.Scope, s *slot, p, g *torch.Tensor) error {
 		step, err := s.advance()
 		if err != nil {
@@ -221,6 +245,8 @@ type RMSprop struct {
 // PyTorch's defaults (0.99, 1e-8).
 type RMSpropConfig struct {
 	LR, Alpha, Eps, Momentum, WeightDecay float64
+	// ClipNorm > 0 clips the gradients' joint L2 norm before each update.
+	ClipNorm float64
 }
 
 // NewRMSprop returns RMSprop over params.
@@ -231,11 +257,16 @@ func NewRMSprop(params []*Param, c RMSpropConfig) *RMSprop {
 	if c.Eps == 0 {
 		c.Eps = 1e-8
 	}
-	return &RMSprop{base: newBase(params, c.LR), Alpha: c.Alpha, Eps: c.Eps, Momentum: c.Momentum, WeightDecay: c.WeightDecay}
+	r := &RMSprop{base: newBase(params, c.LR), Alpha: c.Alpha, Eps: c.Eps, Momentum: c.Momentum, WeightDecay: c.WeightDecay}
+	r.clipNorm = c.ClipNorm
+	return r
 }
 
 // Step applies one RMSprop update.
 func (r *RMSprop) Step() error {
+	if err := r.clip(); err != nil {
+		return err
+	}
 	return r.forEach(func(sc *torch.Scope, s *slot, p, g *torch.Tensor) error {
 		if _, err := s.advance(); err != nil {
 			return err
@@ -277,8 +308,14 @@ func NewSGD(params []*Param, lr, momentum, weightDecay float64, nesterov bool) *
 	return &SGD{base: newBase(params, lr), Momentum: momentum, WeightDecay: weightDecay, Nesterov: nesterov}
 }
 
+// SetClipNorm turns on gradient-norm clipping before each update (0: off).
+func (o *SGD) SetClipNorm(maxNorm float64) { o.clipNorm = maxNorm }
+
 // Step applies one SGD update.
 func (o *SGD) Step() error {
+	if err := o.clip(); err != nil {
+		return err
+	}
 	return o.forEach(func(sc *torch.Scope, s *slot, p, g *torch.Tensor) error {
 		if _, err := s.advance(); err != nil {
 			return err

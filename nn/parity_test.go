@@ -303,3 +303,38 @@ func TestInitialisersHaveTheRightSpread(t *testing.T) {
 		}
 	}
 }
+
+// TestOptimizerClipping checks that ClipNorm rescales the gradient before the
+// update: SGD with lr 1 on gradient (3, 4, 0) clipped to norm 1 moves the
+// parameter by exactly (0.6, 0.8, 0).
+func TestOptimizerClipping(t *testing.T) {
+	s, _ := NewStore(0)
+	p := s.NewParam("p", []int64{3}, Constant(1))
+	opt := NewSGD(s.Trainable(), 1, 0, 0, false)
+	opt.SetClipNorm(1)
+	err := torch.Run(func(sc *torch.Scope) error {
+		w := sc.Adopt(torch.FromFloat32([]float32{3, 4, 0}, 3))
+		return sc.AliasIn(p).Mul(w).Sum().Backward()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := opt.Step(); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := p.Float32s()
+	want := []float64{0.4, 0.2, 1}
+	for i := range want {
+		if math.Abs(float64(v[i])-want[i]) > 1e-6 {
+			t.Fatalf("clipped SGD step gave %v, want %v", v, want)
+		}
+	}
+	a := NewAdam(s.Trainable(), AdamConfig{LR: 1, ClipNorm: 0.5})
+	if a.clipNorm != 0.5 {
+		t.Fatal("AdamConfig.ClipNorm not kept")
+	}
+	r := NewRMSprop(s.Trainable(), RMSpropConfig{LR: 1, ClipNorm: 0.25})
+	if r.clipNorm != 0.25 {
+		t.Fatal("RMSpropConfig.ClipNorm not kept")
+	}
+}

@@ -55,10 +55,13 @@ type Config struct {
 	// Threads for libtorch (0: all cores).
 	Threads int `json:"threads"`
 	// CheckpointEvery writes a checkpoint every so many iterations (0: 1000).
-	CheckpointEvery int   `json:"checkpoint_every"`
-	Workers         int   `json:"workers,omitempty"`
-	CacheBytes      int64 `json:"cache_bytes,omitempty"`
-	SkipBad         bool  `json:"skip_bad,omitempty"`
+	CheckpointEvery int `json:"checkpoint_every"`
+	// ClipGradNorm > 0 clips the gradients' joint L2 norm before every
+	// optimizer update of the baseline (off in the papers).
+	ClipGradNorm float64 `json:"clip_grad_norm,omitempty"`
+	Workers      int     `json:"workers,omitempty"`
+	CacheBytes   int64   `json:"cache_bytes,omitempty"`
+	SkipBad      bool    `json:"skip_bad,omitempty"`
 }
 
 // Defaults returns the paper's settings for a model: batch 32, 64x64, seed 8499.
@@ -186,6 +189,7 @@ func Run(ctx context.Context, cfg Config, dir string, o Options) (*Result, error
 
 	base, err := baselines.New(cfg.Model, baselines.Options{
 		ImageSize: cfg.Preprocess.Size, LatentDim: cfg.LatentDim, Seed: cfg.Seed, Iterations: cfg.Iterations, Raw: cfg.ModelOptions,
+		ClipGradNorm: cfg.ClipGradNorm,
 	})
 	if err != nil {
 		return nil, err

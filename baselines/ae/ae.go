@@ -32,6 +32,8 @@ type Config struct {
 	WeightDecay float64 `json:"weight_decay"`
 	Seed        uint64  `json:"seed"`
 	Iterations  int     `json:"iterations"`
+	// ClipGradNorm > 0 clips the gradient norm before each update (off by default, as in the papers).
+	ClipGradNorm float64 `json:"clip_grad_norm,omitempty"`
 }
 
 // DefaultConfig is MedIAnomaly's AE with a 128-wide latent.
@@ -57,7 +59,9 @@ type Model struct {
 // New builds the autoencoder from o (Options fields win over Raw when set).
 func New(o baselines.Options) (baselines.Baseline, error) {
 	cfg := DefaultConfig()
-	if err := backbone.ApplyOptions("ae", o, &cfg, &cfg.ImageSize, &cfg.Latent, &cfg.Seed, &cfg.Iterations); err != nil {
+	if err := backbone.ApplyOptions("ae", o, &cfg, backbone.Fields{
+		ImageSize: &cfg.ImageSize, Latent: &cfg.Latent, Seed: &cfg.Seed, Iterations: &cfg.Iterations, ClipGradNorm: &cfg.ClipGradNorm,
+	}); err != nil {
 		return nil, err
 	}
 	return build(cfg)
@@ -93,7 +97,7 @@ func build(cfg Config) (*Model, error) {
 
 func (m *Model) newOptimizer() {
 	params := append(m.store.Trainable(), m.extra...)
-	m.opt = nn.NewAdam(params, nn.AdamConfig{LR: m.cfg.LR, WeightDecay: m.cfg.WeightDecay})
+	m.opt = nn.NewAdam(params, nn.AdamConfig{LR: m.cfg.LR, WeightDecay: m.cfg.WeightDecay, ClipNorm: m.cfg.ClipGradNorm})
 }
 
 func (m *Model) Name() string           { return "ae" }

@@ -53,10 +53,12 @@ type Config struct {
 	Settings
 	// Iterations is the planned run length; LRStepSize is StepLR's step
 	// size scaled to it (10000 for the paper's 16000).
-	Iterations int     `json:"iterations"`
-	LRStepSize int     `json:"lr_step_size"`
-	LRGamma    float64 `json:"lr_gamma"`
-	L1Weight   float64 `json:"l1_weight"`
+	Iterations int `json:"iterations"`
+	// ClipGradNorm > 0 clips the gradient norm before each update (off by default, as in DPA).
+	ClipGradNorm float64 `json:"clip_grad_norm,omitempty"`
+	LRStepSize   int     `json:"lr_step_size"`
+	LRGamma      float64 `json:"lr_gamma"`
+	L1Weight     float64 `json:"l1_weight"`
 	// VGGRandom is true when the perceptual network has random weights;
 	// VGGSource says where the weights came from (informational).
 	VGGRandom  bool     `json:"vgg_random"`
@@ -143,7 +145,8 @@ func New(o baselines.Options) (baselines.Baseline, error) {
 	}
 	d.cfg = Config{
 		Model: "dpa", ImageSize: size, LatentDim: latent, Seed: o.Seed, Settings: set,
-		Iterations: iters,
+		Iterations:   iters,
+		ClipGradNorm: o.ClipGradNorm,
 		// StepLR counts only non-mixup updates; its step keeps its share of
 		// the run when the run is shortened or lengthened.
 		LRStepSize: max(1, int(math.Round(DefaultLRStep*float64(iters)/DefaultIterations))),
@@ -159,7 +162,7 @@ func New(o baselines.Options) (baselines.Baseline, error) {
 }
 
 func (d *DPA) newOptimizer() {
-	d.opt = nn.NewAdam(d.params, nn.AdamConfig{LR: d.cfg.LR, Beta1: 0.9, Beta2: 0.999})
+	d.opt = nn.NewAdam(d.params, nn.AdamConfig{LR: d.cfg.LR, Beta1: 0.9, Beta2: 0.999, ClipNorm: d.cfg.ClipGradNorm})
 	count := 0
 	if d.sched != nil {
 		count = d.sched.Count

@@ -49,6 +49,8 @@ type Config struct {
 	Width int `json:"width"`
 	// Iterations is the budget of both stages together.
 	Iterations int `json:"iterations"`
+	// ClipGradNorm > 0 clips the gradient norm before each update of every optimizer (off by default).
+	ClipGradNorm float64 `json:"clip_grad_norm,omitempty"`
 	// WGANIters is the length of stage 1 in TrainStep calls (critic steps).
 	// 0 means round(WGANFraction * Iterations).
 	WGANIters    int     `json:"wgan_iters"`
@@ -112,6 +114,9 @@ func resolve(o baselines.Options) (Config, error) {
 		*f.raw = f.opt
 	}
 	c.Seed = o.Seed
+	if o.ClipGradNorm > 0 {
+		c.ClipGradNorm = o.ClipGradNorm
+	}
 	if c.ImageSize < 8 || c.ImageSize > 1024 || bits.OnesCount(uint(c.ImageSize)) != 1 {
 		return c, fmt.Errorf("fanogan: image size %d must be a power of two from 8 to 1024", c.ImageSize)
 	}
@@ -208,7 +213,7 @@ func New(o baselines.Options) (*Model, error) {
 		store.Free()
 		return nil, fmt.Errorf("fanogan: building networks: %w", err)
 	}
-	adam := nn.AdamConfig{LR: cfg.GANLR, Beta1: 0, ZeroBeta1: true, Beta2: 0.9}
+	adam := nn.AdamConfig{LR: cfg.GANLR, Beta1: 0, ZeroBeta1: true, Beta2: 0.9, ClipNorm: cfg.ClipGradNorm}
 	m.optG = nn.NewAdam(store.Sub("gen").Trainable(), adam)
 	m.optD = nn.NewAdam(store.Sub("critic").Trainable(), adam)
 	m.optE = m.newEncoderOptimizer()
@@ -217,7 +222,7 @@ func New(o baselines.Options) (*Model, error) {
 
 func (m *Model) newEncoderOptimizer() *nn.RMSprop {
 	params := append(m.store.Sub("enc").Trainable(), m.attached...)
-	return nn.NewRMSprop(params, nn.RMSpropConfig{LR: m.cfg.EncoderLR})
+	return nn.NewRMSprop(params, nn.RMSpropConfig{LR: m.cfg.EncoderLR, ClipNorm: m.cfg.ClipGradNorm})
 }
 
 // Name implements baselines.Baseline.

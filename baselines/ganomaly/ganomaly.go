@@ -50,6 +50,8 @@ type Config struct {
 	DReinitBelow float64 `json:"d_reinit_below"`
 	Seed         uint64  `json:"seed"`
 	Iterations   int     `json:"iterations"`
+	// ClipGradNorm > 0 clips the gradient norm before each update (off by default, as in the papers).
+	ClipGradNorm float64 `json:"clip_grad_norm,omitempty"`
 }
 
 // DefaultConfig returns the defaults of a variant.
@@ -100,7 +102,9 @@ func New(o baselines.Options) (baselines.Baseline, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := backbone.ApplyOptions("ganomaly", o, &cfg, &cfg.ImageSize, &cfg.Latent, &cfg.Seed, &cfg.Iterations); err != nil {
+	if err := backbone.ApplyOptions("ganomaly", o, &cfg, backbone.Fields{
+		ImageSize: &cfg.ImageSize, Latent: &cfg.Latent, Seed: &cfg.Seed, Iterations: &cfg.Iterations, ClipGradNorm: &cfg.ClipGradNorm,
+	}); err != nil {
 		return nil, err
 	}
 	return build(cfg)
@@ -140,7 +144,7 @@ func build(cfg Config) (*Model, error) {
 }
 
 func (m *Model) adam(params []*nn.Param) *nn.Adam {
-	return nn.NewAdam(params, nn.AdamConfig{LR: m.cfg.LR, Beta1: m.cfg.Beta1, Beta2: m.cfg.Beta2})
+	return nn.NewAdam(params, nn.AdamConfig{LR: m.cfg.LR, Beta1: m.cfg.Beta1, Beta2: m.cfg.Beta2, ClipNorm: m.cfg.ClipGradNorm})
 }
 
 func (m *Model) newOptimizers() {

@@ -39,6 +39,8 @@ type Config struct {
 	WeightDecay float64 `json:"weight_decay"`
 	Seed        uint64  `json:"seed"`
 	Iterations  int     `json:"iterations"`
+	// ClipGradNorm > 0 clips the gradient norm before each update (off by default, as in the papers).
+	ClipGradNorm float64 `json:"clip_grad_norm,omitempty"`
 }
 
 // DefaultConfig is MedIAnomaly's MemAE with a 128-wide latent.
@@ -66,7 +68,9 @@ type Model struct {
 // New builds MemAE from o (Options fields win over Raw when set).
 func New(o baselines.Options) (baselines.Baseline, error) {
 	cfg := DefaultConfig()
-	if err := backbone.ApplyOptions("memae", o, &cfg, &cfg.ImageSize, &cfg.Latent, &cfg.Seed, &cfg.Iterations); err != nil {
+	if err := backbone.ApplyOptions("memae", o, &cfg, backbone.Fields{
+		ImageSize: &cfg.ImageSize, Latent: &cfg.Latent, Seed: &cfg.Seed, Iterations: &cfg.Iterations, ClipGradNorm: &cfg.ClipGradNorm,
+	}); err != nil {
 		return nil, err
 	}
 	return build(cfg)
@@ -107,7 +111,7 @@ func build(cfg Config) (*Model, error) {
 
 func (m *Model) newOptimizer() {
 	params := append(m.store.Trainable(), m.extra...)
-	m.opt = nn.NewAdam(params, nn.AdamConfig{LR: m.cfg.LR, WeightDecay: m.cfg.WeightDecay})
+	m.opt = nn.NewAdam(params, nn.AdamConfig{LR: m.cfg.LR, WeightDecay: m.cfg.WeightDecay, ClipNorm: m.cfg.ClipGradNorm})
 }
 
 func (m *Model) Name() string           { return "memae" }

@@ -168,6 +168,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	threads := fs.Int("threads", 0, "libtorch threads (0: all cores)")
 	device := fs.String("device", "cpu", "cpu or cuda[:N]")
 	every := fs.Int("checkpoint-every", def.CheckpointEvery, "checkpoint interval in iterations")
+	clip := fs.Float64("clip-grad-norm", 0, "clip the gradients' joint L2 norm to this value before each update (0: off, as in the papers)")
 	workers := fs.Int("workers", 0, "data loading workers (0: all cores)")
 	cacheMB := fs.Int64("cache-mb", 1024, "memory for cached preprocessed images (MiB)")
 	skipBad := fs.Bool("skip-bad", false, "log and skip unreadable images instead of stopping with their list")
@@ -187,6 +188,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	cfg.Model, cfg.LatentDim, cfg.Iterations, cfg.BatchSize, cfg.Seed = *model, *latent, *iterations, *batch, *seed
 	cfg.Threads, cfg.CheckpointEvery, cfg.Workers, cfg.CacheBytes, cfg.SkipBad = *threads, *every, *workers, *cacheMB<<20, *skipBad
 	cfg.Preprocess.Size, cfg.Preprocess.Resize, cfg.Preprocess.Crop = *size, *resize, *crop
+	cfg.ClipGradNorm = *clip
 	if *augmentOn {
 		cfg.Augment = augment.Paper()
 	}

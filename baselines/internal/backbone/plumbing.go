@@ -26,13 +26,21 @@ func DecodeRaw(model string, raw json.RawMessage, dst any) error {
 	return nil
 }
 
+// Fields point at the settings of a baseline's config that baselines.Options
+// can override.
+type Fields struct {
+	ImageSize, Latent *int
+	Seed              *uint64
+	Iterations        *int
+	ClipGradNorm      *float64
+}
+
 // ApplyOptions reads a baseline's settings: the JSON in o.Raw is decoded
 // over cfg's defaults, the stored image size must agree with the one asked
 // for (64 when o leaves it zero), and the non-zero Options fields (latent
-// width, seed, schedule length) win over the stored ones. The pointers name
-// cfg's own fields for those settings.
-func ApplyOptions(model string, o baselines.Options, cfg any, imageSize, latent *int, seed *uint64, iterations *int) error {
-	*imageSize = 0
+// width, seed, schedule length, gradient clipping) win over the stored ones.
+func ApplyOptions(model string, o baselines.Options, cfg any, f Fields) error {
+	*f.ImageSize = 0
 	if err := DecodeRaw(model, o.Raw, cfg); err != nil {
 		return err
 	}
@@ -40,18 +48,21 @@ func ApplyOptions(model string, o baselines.Options, cfg any, imageSize, latent 
 	if asked == 0 {
 		asked = 64
 	}
-	if err := CheckImageSize(model, *imageSize, asked); err != nil {
+	if err := CheckImageSize(model, *f.ImageSize, asked); err != nil {
 		return err
 	}
-	*imageSize = asked
+	*f.ImageSize = asked
 	if o.LatentDim > 0 {
-		*latent = o.LatentDim
+		*f.Latent = o.LatentDim
 	}
 	if o.Seed != 0 {
-		*seed = o.Seed
+		*f.Seed = o.Seed
 	}
 	if o.Iterations > 0 {
-		*iterations = o.Iterations
+		*f.Iterations = o.Iterations
+	}
+	if o.ClipGradNorm > 0 {
+		*f.ClipGradNorm = o.ClipGradNorm
 	}
 	return nil
 }
