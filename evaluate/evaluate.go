@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"runtime"
 	"sort"
 	"strings"
 
@@ -44,6 +45,9 @@ func ScoreSamples(ctx context.Context, m *modelfile.Model, samples []dataset.Sam
 		scores[i] = math.NaN()
 	}
 	side := int64(pp.Size)
+	// One OS thread drives libtorch while scoring (see package torch, Threads).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	for batch, err := range ld.Eval(ctx) {
 		if err != nil {
 			return nil, err

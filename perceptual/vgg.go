@@ -120,6 +120,16 @@ func NewVGG(o Options) (*VGG, error) {
 		return nil, fmt.Errorf("perceptual: building VGG19: %w", err)
 	}
 	store.Freeze()
+	// oneDNN convolves NHWC (channels-last) data without reordering it on
+	// every call; on a 2-core AVX-512 machine that made VGG's forward ~25%
+	// and forward+backward ~20% cheaper than NCHW. The weights are converted
+	// once here; loading weights copies values into this layout.
+	for _, c := range v.convs {
+		if err := c.W.Relayout(torch.ChannelsLast); err != nil {
+			store.Free()
+			return nil, fmt.Errorf("perceptual: %w", err)
+		}
+	}
 	scale, shift := make([]float32, 3), make([]float32, 3)
 	for c := range 3 {
 		// (0.5*x + 0.5 - mean) / std, folded into one multiply-add.
@@ -166,7 +176,8 @@ func (v *VGG) Store() *nn.Store { return v.store }
 func (v *VGG) Channels() (r32, r42 int64) { return v.widths[convR32], v.widths[convR42] }
 
 // Features returns r32 and r42 for a batch of grey (B x 1 x H x W) or RGB
-// images with values in [-1, 1]. Autograd records the pass unless it runs
+// images with values in [-1, 1], stored channels-last (their shape is NCHW
+// as usual; only the strides differ). Autograd records the pass unless it runs
 // under NoGrad, so a loss on the features has a gradient with respect to the
 // images (never to the frozen weights). Results join x's scope.
 func (v *VGG) Features(x *torch.Tensor) (r32, r42 *torch.Tensor) {
@@ -191,6 +202,7 @@ func (v *VGG) Features(x *torch.Tensor) (r32, r42 *torch.Tensor) {
 	// A grey image broadcasts to the three channels VGG expects.
 	next(h.Mul(v.inScale))
 	next(h.Add(v.inShift))
+	next(h.ContiguousAs(torch.ChannelsLast))
 	for i, c := range v.convs {
 		next(c.Forward(h))
 		next(h.Relu())

@@ -67,6 +67,16 @@ mt_err mt_contiguous(mt_tensor t, mt_tensor *out);
 mt_err mt_detach(mt_tensor t, mt_tensor *out);
 mt_err mt_alias(mt_tensor t, mt_tensor *out);
 
+/* memory layout: MT_CHANNELS_LAST is NHWC strides for a 4-d tensor (oneDNN's
+   convolutions run faster on it than on NCHW) */
+enum mt_memory_format { MT_CONTIGUOUS_FORMAT = 0, MT_CHANNELS_LAST = 1 };
+mt_err mt_contiguous_as(mt_tensor t, int format, mt_tensor *out);
+int mt_is_contiguous_as(mt_tensor t, int format);
+mt_err mt_relayout_(mt_tensor t, int format); /* a leaf without gradient (frozen weights) changes its strides in place */
+
+/* glibc malloc: caps the number of arenas (0 when it could not) */
+int mt_limit_malloc_arenas(int n);
+
 /* elementwise */
 enum mt_binary_op { MT_ADD, MT_SUB, MT_MUL, MT_DIV, MT_POW, MT_MAXIMUM, MT_MINIMUM, MT_EQ, MT_NE, MT_GT, MT_GE, MT_LT, MT_LE, MT_RSUB };
 mt_err mt_binary(int op, mt_tensor a, mt_tensor b, mt_tensor *out);

@@ -20,10 +20,26 @@
 // outside every scope (parameters, optimizer state) are freed by Free, with a
 // finalizer only as a safety net.
 //
+// # Memory of libtorch
+//
+// At start-up the package caps glibc's malloc at one arena (unless
+// MALLOC_ARENA_MAX is set, which glibc then honours): cgo calls arrive on
+// whatever OS thread runs the goroutine, and one arena per thread kept
+// freed activations resident in each of them (a DPA training step used half
+// the RSS and ran ~10% faster with one).
+//
 // # Threads
 //
 // Grad mode is thread-local in libtorch while goroutines move between OS
 // threads, so NoGrad pins the goroutine to its thread for the duration.
+//
+// Code that runs many ops (a training loop, scoring a data set) should call
+// runtime.LockOSThread for its whole duration, as train.Run and
+// evaluate.ScoreSamples do: libtorch's OpenMP pool and oneDNN's per-thread
+// scratch buffers belong to the calling OS thread, so a goroutine that
+// wanders between threads builds several of each. Measured on a DPA training
+// step (batch 32, 2 cores): peak RSS 2085 -> 1112 MiB, both cores busy
+// (CPU/wall 1.84 -> 1.99) and 8% less wall time.
 package torch
 
 /*
@@ -46,6 +62,10 @@ import (
 func init() {
 	// libtorch starts with one intra-op thread on these machines.
 	SetNumThreads(runtime.NumCPU())
+	// glibc reads MALLOC_ARENA_MAX itself; without it, one arena (see shim.cc).
+	if os.Getenv("MALLOC_ARENA_MAX") == "" {
+		C.mt_limit_malloc_arenas(1)
+	}
 }
 
 // Version is the version of the linked libtorch, e.g. "1.13.0".

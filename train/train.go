@@ -157,6 +157,10 @@ func Run(ctx context.Context, cfg Config, dir string, o Options) (*Result, error
 		return nil, err
 	}
 	torch.SetNumThreads(cfg.Threads)
+	// One OS thread drives libtorch for the whole run (see package torch,
+	// Threads): it halved the peak memory of a DPA step and kept both cores busy.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 
 	all := o.Samples
 	if all == nil {

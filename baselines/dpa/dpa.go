@@ -302,12 +302,27 @@ func (d *DPA) Reconstruct(x *torch.Tensor) *torch.Tensor {
 // Score is the per-image RP(x, x_hat) + 0.1 mean|x - x_hat| (B), the
 // training loss with reduction "none"; MADDR's terms never enter it.
 func (d *DPA) Score(x *torch.Tensor) *torch.Tensor {
-	recon := d.Reconstruct(x)
+	if err := d.checkImages(x); err != nil {
+		return torch.Failed(err)
+	}
 	var out *torch.Tensor
 	if err := torch.NoGrad(func() error {
-		l1 := recon.Sub(x).Abs().MeanDims([]int64{1, 2, 3}, false)
-		out = d.rp.PerImage(x, recon).Add(l1.MulScalar(L1Weight))
-		return out.Err()
+		return torch.Run(func(s *torch.Scope) error {
+			x := s.AliasIn(x)
+			// The autoencoder's activations are freed before VGG runs, so
+			// the two passes' memory does not add up.
+			var recon *torch.Tensor
+			if err := torch.Run(func(inner *torch.Scope) error {
+				recon = d.dec.forward(d.enc.forward(inner.AliasIn(x)))
+				s.Adopt(inner.Keep(recon))
+				return recon.Err()
+			}); err != nil {
+				return err
+			}
+			l1 := recon.Sub(x).Abs().MeanDims([]int64{1, 2, 3}, false)
+			out = s.Keep(d.rp.PerImage(x, recon).Add(l1.MulScalar(L1Weight)))
+			return out.Err()
+		})
 	}); err != nil {
 		return torch.Failed(err)
 	}

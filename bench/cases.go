@@ -1,0 +1,297 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"math"
+	"math/rand/v2"
+	"os"
+	"time"
+
+	"github.com/maddr-project/maddr/baselines"
+	_ "github.com/maddr-project/maddr/baselines/dpa"
+	_ "github.com/maddr-project/maddr/baselines/ganomaly"
+	"github.com/maddr-project/maddr/dataset"
+	"github.com/maddr-project/maddr/loader"
+	"github.com/maddr-project/maddr/maddr"
+	"github.com/maddr-project/maddr/preprocess"
+	"github.com/maddr-project/maddr/torch"
+	"github.com/maddr-project/maddr/train"
+)
+
+// dpaOptions runs DPA with a randomly initialised VGG19 on both sides: no
+// ImageNet weights can be fetched here, and the weights' values do not
+// change the arithmetic.
+var dpaOptions = json.RawMessage(`{"vgg_random_init": true}`)
+
+// pool is the training images of a case: uniform values in [-1, 1], drawn
+// in shuffled epochs as the training loop draws them. Image i belongs to
+// group i mod 3 (liver CT, lung CT, lung X-ray), as in the paper's mix.
+type pool struct {
+	data  []float32
+	n     int
+	pix   int
+	rng   *rand.Rand
+	order []int
+	pos   int
+}
+
+func newPool(n, side int, seed uint64) *pool {
+	rng := rand.New(rand.NewPCG(seed, 0x62656e6368))
+	p := &pool{data: make([]float32, n*side*side), n: n, pix: side * side, rng: rng}
+	for i := range p.data {
+		p.data[i] = 2*rng.Float32() - 1
+	}
+	return p
+}
+
+// next returns a batch of b images (copied, as a loader batch is) and their indices.
+func (p *pool) next(b int) ([]float32, []int) {
+	if p.pos+b > len(p.order) {
+		p.order, p.pos = p.rng.Perm(p.n), 0
+	}
+	idx := p.order[p.pos : p.pos+b]
+	p.pos += b
+	out := make([]float32, 0, b*p.pix)
+	for _, i := range idx {
+		out = append(out, p.data[i*p.pix:(i+1)*p.pix]...)
+	}
+	return out, idx
+}
+
+// Organs and modalities of the three groups.
+var (
+	groupOrgan    = [3]int64{0, 1, 1}
+	groupModality = [3]int64{0, 0, 1}
+)
+
+func newBaseline(name string, p Params) (baselines.Baseline, error) {
+	var raw json.RawMessage
+	if name == "dpa" {
+		raw = dpaOptions
+	}
+	return baselines.New(name, baselines.Options{ImageSize: p.Size, Seed: 1, Raw: raw})
+}
+
+// trainLoop runs p.total() training steps of fn on pool batches.
+func trainLoop(p Params, tm *timer, fn func(s *torch.Scope, it int, x *torch.Tensor, idx []int) error) error {
+	data := newPool(p.Pool, p.Size, 1)
+	side := int64(p.Size)
+	for it := 1; it <= p.total(); it++ {
+		xs, idx := data.next(p.Batch)
+		err := tm.Step(func() error {
+			return torch.Run(func(s *torch.Scope) error {
+				x := s.Adopt(torch.FromFloat32(xs, int64(p.Batch), 1, side, side))
+				return fn(s, it, x, idx)
+			})
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func runTrain(name string) func(p Params, tm *timer) (string, error) {
+	return func(p Params, tm *timer) (string, error) {
+		b, err := newBaseline(name, p)
+		if err != nil {
+			return "", err
+		}
+		defer b.Store().Free()
+		return notes(b), trainLoop(p, tm, func(s *torch.Scope, it int, x *torch.Tensor, _ []int) error {
+			_, err := b.TrainStep(s, baselines.Step{Iter: it, X: x})
+			return err
+		})
+	}
+}
+
+var (
+	runDPATrain      = runTrain("dpa")
+	runGANomalyTrain = runTrain("ganomaly")
+)
+
+// runMADDRTrain is DPA wrapped by MADDR with every constraint and mixup on
+// every step (the costliest iterations of the paper's schedule).
+func runMADDRTrain(p Params, tm *timer) (string, error) {
+	b, err := newBaseline("dpa", p)
+	if err != nil {
+		return "", err
+	}
+	defer b.Store().Free()
+	cfg := maddr.Paper()
+	cfg.Mixup.Mode, cfg.Mixup.Start, cfg.Mixup.End = "on", 1, math.MaxInt32
+	fw, err := maddr.New(b, cfg, maddr.Classes{Organs: []string{"liver", "lung"}, Modalities: []string{"ct", "xray"}}, 1)
+	if err != nil {
+		return "", err
+	}
+	return notes(b), trainLoop(p, tm, func(s *torch.Scope, it int, x *torch.Tensor, idx []int) error {
+		organ, modality := make([]int64, len(idx)), make([]int64, len(idx))
+		for j, i := range idx {
+			organ[j], modality[j] = groupOrgan[i%3], groupModality[i%3]
+		}
+		_, err := fw.Step(s, it, maddr.Batch{X: x, Organ: organ, Modality: modality})
+		return err
+	})
+}
+
+func runScore(name string) func(p Params, tm *timer) (string, error) {
+	return func(p Params, tm *timer) (string, error) {
+		b, err := newBaseline(name, p)
+		if err != nil {
+			return "", err
+		}
+		defer b.Store().Free()
+		data := newPool(p.Pool, p.Size, 2)
+		side := int64(p.Size)
+		for range p.total() {
+			xs, _ := data.next(p.Batch)
+			err := tm.Step(func() error {
+				// As evaluate.ScoreSamples does: no autograd, scores read back.
+				return torch.NoGrad(func() error {
+					return torch.Run(func(s *torch.Scope) error {
+						x := s.Adopt(torch.FromFloat32(xs, int64(p.Batch), 1, side, side))
+						_, err := s.Adopt(b.Score(x)).Float32s()
+						return err
+					})
+				})
+			})
+			if err != nil {
+				return "", err
+			}
+		}
+		return notes(b), nil
+	}
+}
+
+var (
+	runDPAScore      = runScore("dpa")
+	runGANomalyScore = runScore("ganomaly")
+)
+
+func notes(b baselines.Baseline) string {
+	for _, n := range b.Notes() {
+		if n != "" {
+			return n
+		}
+	}
+	return ""
+}
+
+// phantomTrain is the built-in phantom's training images, scaled so that
+// there are about pool of them (the paper's 648 at the default pool).
+func phantomTrain(pool int) ([]dataset.Sample, error) {
+	return dataset.Open([]dataset.Spec{{Kind: "phantom", Scale: float64(pool) / DefaultPool}},
+		dataset.Options{Splits: []dataset.Split{dataset.Train}})
+}
+
+func runLoader(cached bool) func(p Params, tm *timer) (string, error) {
+	return func(p Params, tm *timer) (string, error) {
+		samples, err := phantomTrain(p.Pool)
+		if err != nil {
+			return "", err
+		}
+		pp := preprocess.Default()
+		pp.Size = p.Size
+		cfg := loader.Config{Size: p.Size, Transform: loader.Preprocess(pp), BatchSize: p.Batch, DropLast: true, Seed: 1}
+		if !cached {
+			cfg.CacheBytes, cfg.Lazy = -1, true
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		ld, err := loader.New(ctx, samples, cfg)
+		if err != nil {
+			return "", err
+		}
+		defer ld.Close()
+		next, stop := iter.Pull2(ld.Train(ctx, 0))
+		defer stop()
+		pull := func() error {
+			_, err, ok := next()
+			if !ok {
+				return errors.New("the loader stopped")
+			}
+			return err
+		}
+		for range p.Warmup {
+			if err := pull(); err != nil {
+				return "", err
+			}
+		}
+		// Batches are prepared ahead, so single batches arrive in bursts:
+		// the rate is the whole run's, over at least two epochs' worth.
+		n := max(p.Steps, 2*ld.BatchesPerEpoch())
+		c0, t0 := cpuTime(), time.Now()
+		for range n {
+			if err := pull(); err != nil {
+				return "", err
+			}
+		}
+		wall, cpu := time.Since(t0).Seconds()/float64(n), (cpuTime()-c0)/float64(n)
+		tm.warmup = 0
+		for range n {
+			tm.record(wall, cpu)
+		}
+		return fmt.Sprintf("phantom %d training images, resize %d, crop %d, size %d", len(samples), pp.Resize, pp.Crop, pp.Size), nil
+	}
+}
+
+var (
+	runLoaderCold   = runLoader(false)
+	runLoaderCached = runLoader(true)
+)
+
+// scheduleCase times the real training loop (train.Run: loader, MADDR+DPA,
+// logging) over a prefix of the paper's 16000 iterations.
+const scheduleCase = "schedule"
+
+// runSchedule starts the paper's full MADDR+DPA run on the phantom data and
+// stops it after p.total() iterations; each iteration is timed from the
+// previous one's end, so the loader's share is included.
+func runSchedule(p Params, tm *timer) (string, error) {
+	dir, err := os.MkdirTemp("", "maddr-bench-schedule-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	cfg := train.Defaults("dpa")
+	cfg.ModelOptions = dpaOptions
+	cfg.Preprocess.Size = p.Size
+	cfg.BatchSize = p.Batch
+	cfg.Threads = p.Threads
+	cfg.Iterations = maddr.PaperIterations
+	cfg.MADDR = maddr.Paper().ScaleMixup(cfg.Iterations)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	start := time.Now()
+	var last time.Time
+	var lastCPU float64
+	setup := 0.0
+	_, err = train.Run(ctx, cfg, dir, train.Options{AfterStep: func(it int, _ baselines.Losses) {
+		now, cpu := time.Now(), cpuTime()
+		if it == 1 {
+			setup = now.Sub(start).Seconds()
+		} else {
+			tm.record(now.Sub(last).Seconds(), cpu-lastCPU)
+		}
+		last, lastCPU = now, cpu
+		if it > p.total() {
+			cancel()
+		}
+	}})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return "", err
+	}
+	if len(tm.walls) > 0 {
+		perIter := median(tm.walls)
+		tm.extra = map[string]float64{
+			"setup_and_first_iteration_s": setup,
+			"full_schedule_h":             (setup + float64(cfg.Iterations-1)*perIter) / 3600,
+			"iterations":                  float64(cfg.Iterations),
+		}
+	}
+	return fmt.Sprintf("train.Run on the phantom data, %d of %d iterations measured", len(tm.walls), cfg.Iterations), nil
+}

@@ -1,0 +1,223 @@
+#!/usr/bin/python3
+"""PyTorch side of `maddr bench`: one case per process, one JSON line on stdout.
+
+The networks are the independent PyTorch implementations written for the parity
+fixtures, imported, not copied: DPA and the relative perceptual loss from
+dpa_parity.py (here with a full-width VGG19 to r42 with random weights, as the Go
+side runs with --vgg-random-init), the MADDR losses from maddr_losses.py, the
+MADDR step as in maddr_dpa_parity.py, and GANomaly (the original DCGAN variant at
+64x64, ngf = ndf = 64, nz 100) from ganomaly_parity.py. Same optimiser (Adam),
+same batch, same thread count as the Go side; images are uniform in [-1, 1],
+drawn from a pool in shuffled epochs, as the Go side draws them.
+
+Usage (from anywhere; the script finds the repository root):
+  /usr/bin/python3 tools/reference/bench_torch.py --case dpa-train --batch 32 --size 64 --steps 10 --warmup 2
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import dpa_parity as dpa  # noqa: E402
+import ganomaly_parity as gan  # noqa: E402
+from maddr_losses import focal, center_eq4  # noqa: E402
+
+ALPHA = [0.25, 0.75]
+GROUP_ORGAN = [0, 1, 1]     # liver CT, lung CT, lung X-ray
+GROUP_MODALITY = [0, 0, 1]
+
+
+class RandomVGG(dpa.FrozenVGG):
+    """dpa_parity's VGG19 to r42 at full width, PyTorch-default random weights."""
+
+    def __init__(self):
+        widths = [64, 64, 128, 128, 256, 256, 256, 256, 512, 512]
+        self.w, self.b, cin = [], [], 3
+        for w in widths:
+            conv = nn.Conv2d(cin, w, 3, padding=1)
+            self.w.append(conv.weight.detach())
+            self.b.append(conv.bias.detach())
+            cin = w
+        self.mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+        self.std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+class Pool:
+    def __init__(self, n, size, seed):
+        self.g = torch.Generator().manual_seed(seed)
+        self.data = torch.rand(n, 1, size, size, generator=self.g) * 2 - 1
+        self.order, self.pos = None, 0
+
+    def next(self, b):
+        if self.order is None or self.pos + b > len(self.order):
+            self.order, self.pos = torch.randperm(len(self.data), generator=self.g), 0
+        idx = self.order[self.pos:self.pos + b]
+        self.pos += b
+        return self.data[idx], idx
+
+
+def rp_loss():
+    stats = json.load(open(dpa.STATS_FILE))["layers"]
+    return dpa.RelativePerceptualL1(RandomVGG(), stats)
+
+
+def dpa_train(a):
+    rp, net = rp_loss(), dpa.DPA(a.size, 128)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.9, 0.999))
+    sched = torch.optim.lr_scheduler.StepLR(opt, 10000, 0.8)
+
+    def step(x, idx):
+        z = net.enc(x)
+        xr = net.dec(z)
+        rp_img, _ = rp.per_image(x, xr)
+        rpm, l1 = rp_img.mean(), (xr - x).abs().mean()
+        total = rpm + 0.1 * l1
+        [t.item() for t in (rpm, l1, total)]  # the Go side reads its losses to log them
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        sched.step()
+    return step
+
+
+def maddr_dpa_train(a):
+    """maddr_dpa_parity.py's step with a drawn lambda and permutation (mixup on every step)."""
+    rp, net = rp_loss(), dpa.DPA(a.size, 128)
+    heads = nn.ModuleDict({"modality_head": nn.Linear(10, 2), "organ_head": nn.Linear(10, 2)})
+    opt = torch.optim.Adam(list(net.parameters()) + list(heads.parameters()), lr=1e-3)
+    beta = torch.distributions.Beta(1.0, 1.0)
+
+    def step(x, idx):
+        n = x.shape[0]
+        lam = float(beta.sample())
+        perm = torch.randperm(n)
+        xm = lam * x + (1 - lam) * x[perm]
+        z = net.enc(xm)
+        xr = net.dec(z)
+        rp_img, _ = rp.per_image(xm, xr)
+        l1 = (xm - xr).abs().mean()
+        zf = z.reshape(n, -1)
+        ym = torch.tensor([GROUP_MODALITY[i % 3] for i in idx.tolist()])
+        yo = torch.tensor([GROUP_ORGAN[i % 3] for i in idx.tolist()])
+
+        def mixed_focal(head, part, y):
+            logits = head(part)
+            return lam * focal(logits, y, ALPHA, 2.0) + (1 - lam) * focal(logits, y[perm], ALPHA, 2.0)
+        fm = mixed_focal(heads["modality_head"], zf[:, 0:10], ym).float()
+        fo = mixed_focal(heads["organ_head"], zf[:, 10:20], yo).float()
+        c = center_eq4(zf[:, 20:]).float()
+        rpm = rp_img.mean()
+        total = rpm + 0.1 * l1 + fo + fm + c
+        [t.item() for t in (rpm, l1, fm, fo, c, total)]
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+    return step
+
+
+def ganomaly_train(a):
+    net = gan.original(a.size, 64, 100)
+    net.train()
+    opt_g = torch.optim.Adam(net.g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(net.d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    bce = torch.nn.functional.binary_cross_entropy
+
+    def step(x, idx):
+        # ganomaly_parity.one_iteration without its recording
+        opt_g.zero_grad()
+        z, x_hat, z_hat = net.g(x)
+        pred_real, feat_real = net.d(x)
+        _, feat_fake = net.d(x_hat)
+        adv = ((feat_real.detach() - feat_fake) ** 2).mean()
+        rec = (x_hat - x).abs().mean()
+        enc = ((z - z_hat) ** 2).mean()
+        g_loss = adv + 50 * rec + enc
+        g_loss.backward()
+        opt_g.step()
+        opt_d.zero_grad()
+        pred_fake, _ = net.d(x_hat.detach())
+        d_real = bce(pred_real, torch.ones_like(pred_real))
+        d_fake = bce(pred_fake, torch.zeros_like(pred_fake))
+        d_loss = 0.5 * (d_real + d_fake)
+        d_loss.backward()
+        opt_d.step()
+        [t.item() for t in (adv, rec, enc, g_loss, d_real, d_fake, d_loss)]
+    return step
+
+
+def dpa_score(a):
+    rp, net = rp_loss(), dpa.DPA(a.size, 128)
+
+    def step(x, idx):
+        with torch.no_grad():
+            xr = net.dec(net.enc(x))
+            rp_img, _ = rp.per_image(x, xr)
+            (rp_img + 0.1 * (x - xr).abs().mean(dim=(1, 2, 3))).tolist()
+    return step
+
+
+def ganomaly_score(a):
+    net = gan.original(a.size, 64, 100)
+    net.eval()
+
+    def step(x, idx):
+        with torch.no_grad():
+            z, _, z_hat = net.g(x)
+            ((z - z_hat) ** 2).mean(1).tolist()
+    return step
+
+
+CASES = {"dpa-train": dpa_train, "maddr-dpa-train": maddr_dpa_train, "ganomaly-train": ganomaly_train,
+         "dpa-score": dpa_score, "ganomaly-score": ganomaly_score}
+
+
+def peak_rss_mib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--case", required=True, choices=sorted(CASES))
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--pool", type=int, default=648)
+    a = ap.parse_args()
+    os.chdir(os.path.dirname(os.path.dirname(HERE)))  # dpa_parity's paths are relative to the repository
+    torch.set_num_threads(a.threads if a.threads > 0 else os.cpu_count())
+    torch.manual_seed(1)
+    step = CASES[a.case](a)
+    pool = Pool(max(a.pool, a.batch), a.size, 1 if a.case.endswith("-train") else 2)
+    walls, cpus = [], []
+    for i in range(a.warmup + a.steps):
+        x, idx = pool.next(a.batch)
+        c0, t0 = time.process_time(), time.perf_counter()
+        step(x, idx)
+        if i >= a.warmup:
+            walls.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
+    wall = statistics.median(walls)
+    print(json.dumps({
+        "impl": "pytorch", "case": a.case, "batch": a.batch, "size": a.size, "steps": a.steps, "warmup": a.warmup,
+        "threads": torch.get_num_threads(), "pool": a.pool,
+        "step_s": wall, "cpu_s": statistics.median(cpus), "images_per_s": a.batch / wall,
+        "cpu_per_wall": sum(cpus) / sum(walls), "peak_rss_mib": peak_rss_mib(),
+        "note": "torch %s" % torch.__version__,
+    }))
+
+
+if __name__ == "__main__":
+    main()
