@@ -6,7 +6,7 @@ BIN     := bin/maddr
 # linked through CGO_CXXFLAGS/CGO_LDFLAGS (see README).
 TORCH_HEADER ?= /usr/include/torch/csrc/api/include/torch/version.h
 
-.PHONY: all build deps test fixtures reference demo doctor vet fmt-check fuzz clean
+.PHONY: all build deps test fixtures reference demo doctor bench vet fmt-check fuzz clean
 
 all: build
 
@@ -57,6 +57,13 @@ reference:
 	$(PYTHON) tools/reference/dpa_fake_vgg.py
 	$(PYTHON) tools/reference/dpa_parity.py
 	$(PYTHON) tools/reference/maddr_dpa_parity.py
+
+# Speed against the PyTorch reference; not part of `make test` (~5 minutes on 2 cores).
+bench: build
+	@$(PYTHON) -c 'import torch' 2>/dev/null || { echo "installing python3-torch"; apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-torch python3-numpy; }
+	mkdir -p bench-out
+	./$(BIN) bench --rounds 2 --steps 6 --warmup 2 --scaling --schedule 20 \
+		--markdown bench-out/bench.md --json bench-out/bench.json --plot bench-out/bench.png
 
 # Fuzzes every target for FUZZTIME (default 60s) each; not part of CI.
 fuzz: deps

@@ -11,6 +11,7 @@
 
 #include <malloc.h>
 
+#include <atomic>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -34,6 +35,7 @@ char *dup_string(const std::string &s) {
 // c10::Error's what() carries a C++ backtrace that means nothing to a Go user.
 #define MT_TRY(...)                                       \
   try {                                                   \
+    sync_threads();                                       \
     __VA_ARGS__;                                               \
     return nullptr;                                       \
   } catch (const c10::Error &e) {                         \
@@ -43,6 +45,17 @@ char *dup_string(const std::string &s) {
   } catch (...) {                                         \
     return dup_string("unknown C++ exception in libtorch"); \
   }
+
+// The requested intra-op thread count. OpenMP keeps the count per OS
+// thread and Go runs cgo calls on whichever thread holds the goroutine, so
+// every op first makes its thread agree with the request (a cheap read when
+// it already does).
+std::atomic<int> wanted_threads{0};
+
+inline void sync_threads() {
+  int w = wanted_threads.load(std::memory_order_relaxed);
+  if (w > 0 && at::get_num_threads() != w) at::set_num_threads(w);
+}
 
 mt_tensor wrap(at::Tensor t) { return new mt_tensor_s{std::move(t)}; }
 
@@ -112,8 +125,14 @@ char *mt_config(void) {
 }
 int mt_cuda_available(void) { return at::hasCUDA() ? 1 : 0; }
 int mt_cuda_device_count(void) { return at::hasCUDA() ? static_cast<int>(at::getNumGPUs()) : 0; }
-void mt_set_num_threads(int n) { at::set_num_threads(n); }
-int mt_get_num_threads(void) { return at::get_num_threads(); }
+void mt_set_num_threads(int n) {
+  wanted_threads.store(n, std::memory_order_relaxed);
+  at::set_num_threads(n);
+}
+int mt_get_num_threads(void) {
+  sync_threads();
+  return at::get_num_threads();
+}
 void mt_set_grad_enabled(int on) { at::GradMode::set_enabled(on != 0); }
 int mt_is_grad_enabled(void) { return at::GradMode::is_enabled() ? 1 : 0; }
 

@@ -298,6 +298,49 @@ func TestThreads(t *testing.T) {
 	}
 }
 
+// TestThreadCountReachesEveryOSThread changes the thread count while other
+// OS threads that already ran ops are alive: OpenMP keeps the count per
+// thread and libtorch initialises it only on a thread's first op, so each of
+// those threads must pick up the new request by itself.
+func TestThreadCountReachesEveryOSThread(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs 2 CPUs to tell 1 thread from the default")
+	}
+	SetNumThreads(0)
+	defer SetNumThreads(0)
+	const n = 6
+	ready, answers := make(chan struct{}, n), make(chan int, n)
+	proceed, release := make(chan struct{}), make(chan struct{})
+	for i := 0; i < n; i++ {
+		go func() {
+			runtime.LockOSThread() // hold distinct OS threads at the same time
+			defer runtime.UnlockOSThread()
+			x := Ones(4, 4)
+			x.Matmul(x).Free()
+			if NumThreads() != runtime.NumCPU() { // this thread is now set up with the default count
+				t.Errorf("default thread count %d", NumThreads())
+			}
+			ready <- struct{}{}
+			<-proceed
+			x.Matmul(x).Free()
+			x.Free()
+			answers <- NumThreads()
+			<-release
+		}()
+	}
+	for i := 0; i < n; i++ {
+		<-ready
+	}
+	SetNumThreads(1)
+	close(proceed)
+	for i := 0; i < n; i++ {
+		if v := <-answers; v != 1 {
+			t.Errorf("an OS thread runs ops with %d threads after SetNumThreads(1)", v)
+		}
+	}
+	close(release)
+}
+
 // rssKiB reads the resident set size of this process.
 func rssKiB(t *testing.T) int64 {
 	b, err := os.ReadFile("/proc/self/status")
