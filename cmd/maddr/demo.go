@@ -181,7 +181,8 @@ var demoModelOptions = map[string]string{
 func demoIterations(model string) int {
 	switch model {
 	case "dpa":
-		return 60
+		// ~0.8 s per step on 2 cores (BENCHMARKS.md): 4 runs x 120 steps plus scoring stay under 10 minutes.
+		return 120
 	case "fanogan":
 		return 150
 	}
