@@ -193,15 +193,6 @@ func Decode(data []byte, name string) (File, error) {
 	}
 	body := data[8+hlen:]
 	out := File{Tensors: map[string]Tensor{}, Metadata: map[string]string{}}
-	if msg, ok := raw["__metadata__"]; ok {
-		var meta map[string]string
-		if json.Unmarshal(msg, &meta) == nil && meta[ChecksumKey] != "" {
-			got := sha256.Sum256(body)
-			if hex.EncodeToString(got[:]) != meta[ChecksumKey] {
-				return File{}, fmt.Errorf("%s: damaged file: the data does not match its SHA-256 checksum (bit rot or an incomplete copy)", name)
-			}
-		}
-	}
 	for key, msg := range raw {
 		if key == "__metadata__" {
 			if err := json.Unmarshal(msg, &out.Metadata); err != nil {
@@ -235,6 +226,13 @@ func Decode(data []byte, name string) (File, error) {
 			return bad("tensor %q has %d data bytes for shape %v of %s", key, end-begin, e.Shape, e.DType)
 		}
 		out.Tensors[key] = convert(e.DType, e.Shape, body[begin:end], count)
+	}
+	// Checked last, so that a truncated file is reported as truncated above.
+	if sum := out.Metadata[ChecksumKey]; sum != "" {
+		got := sha256.Sum256(body)
+		if hex.EncodeToString(got[:]) != sum {
+			return File{}, fmt.Errorf("%s: damaged file: the data does not match its SHA-256 checksum (bit rot or an incomplete copy)", name)
+		}
 	}
 	return out, nil
 }
