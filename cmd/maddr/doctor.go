@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/maddr-project/maddr/perceptual"
 	"github.com/maddr-project/maddr/torch"
 )
 
@@ -18,7 +19,7 @@ func init() {
 
 // vggWeightsEnv names the environment variable that points at VGG19 weights
 // (torchvision's vgg19-dcbb9e9d.pth or a .safetensors conversion).
-const vggWeightsEnv = "MADDR_VGG19_WEIGHTS"
+const vggWeightsEnv = perceptual.WeightsEnv
 
 func runDoctor(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("doctor", stderr)
@@ -56,7 +57,8 @@ func runDoctor(args []string, stdout, stderr io.Writer) error {
 	return w.Flush()
 }
 
-// describeVGG says whether perceptual-loss weights are configured and readable.
+// describeVGG says whether perceptual-loss weights are configured and
+// actually load (the same reader DPA uses), not just whether a file exists.
 func describeVGG(flagValue string) string {
 	path, origin := flagValue, "--vgg-weights"
 	if path == "" {
@@ -64,13 +66,15 @@ func describeVGG(flagValue string) string {
 	}
 	if path == "" {
 		return "not configured: set $" + vggWeightsEnv + " or --vgg-weights to torchvision's vgg19-dcbb9e9d.pth " +
-			"(https://download.pytorch.org/models/vgg19-dcbb9e9d.pth); without it DPA needs --vgg-random-init"
+			"(" + perceptual.WeightsURL + "); without it DPA needs --vgg-random-init"
 	}
-	st, err := os.Stat(path)
+	vgg, err := perceptual.NewVGG(perceptual.Options{Weights: path})
 	if err != nil {
-		return fmt.Sprintf("%s=%s is not readable: %v", origin, path, err)
+		return fmt.Sprintf("%s=%s does not load: %v", origin, path, err)
 	}
-	return fmt.Sprintf("%s=%s (%.1f MB)", origin, path, float64(st.Size())/1e6)
+	defer vgg.Free()
+	r32, r42 := vgg.Channels()
+	return fmt.Sprintf("%s=%s loads (VGG19 conv1_1..conv4_2, r32 %d and r42 %d channels)", origin, path, r32, r42)
 }
 
 // measureMatmul runs a small matmul to prove the kernels work and report their speed.
