@@ -179,11 +179,9 @@ func (m *Model) AnomalyMap(x *torch.Tensor) *torch.Tensor {
 }
 
 // OptimizerState returns Adam's tensors under "adam.".
-func (m *Model) OptimizerState() map[string]*torch.Tensor {
-	out := map[string]*torch.Tensor{}
-	backbone.OptimizerState(out, "adam", m.opt)
-	return out
-}
+func (m *Model) OptimizerState() map[string]*torch.Tensor { return m.optimizers().State() }
+
+func (m *Model) optimizers() backbone.Optimizers { return backbone.Optimizers{"adam": m.opt} }
 
 type trainingState struct {
 	Iter int `json:"iter"`
@@ -197,13 +195,8 @@ func (m *Model) TrainingState() (json.RawMessage, error) {
 // Restore loads Adam's tensors and the step count; call it after AttachParams.
 func (m *Model) Restore(optimizer map[string]*torch.Tensor, state json.RawMessage) error {
 	var st trainingState
-	if len(state) > 0 {
-		if err := json.Unmarshal(state, &st); err != nil {
-			return fmt.Errorf("ae: training state: %w", err)
-		}
-	}
-	if err := backbone.RestoreOptimizer(optimizer, "adam", m.opt); err != nil {
-		return fmt.Errorf("ae: %w", err)
+	if err := backbone.Restore("ae", m.optimizers(), optimizer, state, &st); err != nil {
+		return err
 	}
 	m.iter = st.Iter
 	return nil

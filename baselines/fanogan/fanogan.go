@@ -16,9 +16,9 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
-	"strings"
 
 	"github.com/maddr-project/maddr/baselines"
+	"github.com/maddr-project/maddr/baselines/internal/backbone"
 	"github.com/maddr-project/maddr/nn"
 	"github.com/maddr-project/maddr/torch"
 )
@@ -295,17 +295,11 @@ func (m *Model) Sample(n int) *torch.Tensor {
 	return eval(z, func(z *torch.Tensor) *torch.Tensor { return m.gen.forward(z, false) })
 }
 
-// eval runs fn without gradients in a scope of its own, so intermediates are
-// freed at once, and hands back fn's result unscoped.
+// eval runs fn without gradients in a scope of its own and hands back its
+// result unscoped (the caller owns it).
 func eval(x *torch.Tensor, fn func(x *torch.Tensor) *torch.Tensor) *torch.Tensor {
-	var out *torch.Tensor
-	err := torch.NoGrad(func() error {
-		sc := torch.NewScope()
-		defer sc.Close()
-		out = sc.Keep(fn(sc.AliasIn(x)))
-		return out.Err()
-	})
-	if err != nil {
+	out := backbone.Eval(x, func(_ *torch.Scope, x *torch.Tensor) *torch.Tensor { return fn(x) })
+	if err := out.Err(); err != nil {
 		return torch.Failed(fmt.Errorf("fanogan: %w", err))
 	}
 	return out
@@ -319,18 +313,10 @@ const (
 )
 
 // OptimizerState implements baselines.Baseline.
-func (m *Model) OptimizerState() map[string]*torch.Tensor {
-	out := map[string]*torch.Tensor{}
-	for prefix, opt := range m.optimizers() {
-		for k, t := range opt.State() {
-			out[prefix+"."+k] = t
-		}
-	}
-	return out
-}
+func (m *Model) OptimizerState() map[string]*torch.Tensor { return m.optimizers().State() }
 
-func (m *Model) optimizers() map[string]nn.Optimizer {
-	return map[string]nn.Optimizer{prefixG: m.optG, prefixD: m.optD, prefixE: m.optE}
+func (m *Model) optimizers() backbone.Optimizers {
+	return backbone.Optimizers{prefixG: m.optG, prefixD: m.optD, prefixE: m.optE}
 }
 
 // TrainingState implements baselines.Baseline.
@@ -354,16 +340,8 @@ func (m *Model) Restore(optimizer map[string]*torch.Tensor, state json.RawMessag
 	if st.Stage != 1 && st.Stage != 2 {
 		return fmt.Errorf("fanogan: training state has stage %d", st.Stage)
 	}
-	for prefix, opt := range m.optimizers() {
-		mine := map[string]*torch.Tensor{}
-		for k, t := range optimizer {
-			if rest, ok := strings.CutPrefix(k, prefix+"."); ok {
-				mine[rest] = t
-			}
-		}
-		if err := opt.LoadState(mine); err != nil {
-			return fmt.Errorf("fanogan: restoring %s: %w", prefix, err)
-		}
+	if err := m.optimizers().Load(optimizer); err != nil {
+		return fmt.Errorf("fanogan: %w", err)
 	}
 	if len(st.Noise) > 0 {
 		if err := m.noise.SetState(st.Noise); err != nil {

@@ -282,11 +282,10 @@ func (m *Model) AnomalyMap(x *torch.Tensor) *torch.Tensor {
 
 // OptimizerState returns the generator's Adam under "adam_g." and the
 // discriminator's under "adam_d.".
-func (m *Model) OptimizerState() map[string]*torch.Tensor {
-	out := map[string]*torch.Tensor{}
-	backbone.OptimizerState(out, "adam_g", m.optG)
-	backbone.OptimizerState(out, "adam_d", m.optD)
-	return out
+func (m *Model) OptimizerState() map[string]*torch.Tensor { return m.optimizers().State() }
+
+func (m *Model) optimizers() backbone.Optimizers {
+	return backbone.Optimizers{"adam_g": m.optG, "adam_d": m.optD}
 }
 
 type trainingState struct {
@@ -302,16 +301,8 @@ func (m *Model) TrainingState() (json.RawMessage, error) {
 // Restore loads both optimizers and the counters; call it after AttachParams.
 func (m *Model) Restore(optimizer map[string]*torch.Tensor, state json.RawMessage) error {
 	var st trainingState
-	if len(state) > 0 {
-		if err := json.Unmarshal(state, &st); err != nil {
-			return fmt.Errorf("ganomaly: training state: %w", err)
-		}
-	}
-	if err := backbone.RestoreOptimizer(optimizer, "adam_g", m.optG); err != nil {
-		return fmt.Errorf("ganomaly: %w", err)
-	}
-	if err := backbone.RestoreOptimizer(optimizer, "adam_d", m.optD); err != nil {
-		return fmt.Errorf("ganomaly: %w", err)
+	if err := backbone.Restore("ganomaly", m.optimizers(), optimizer, state, &st); err != nil {
+		return err
 	}
 	m.iter, m.dReinits = st.Iter, st.DReinits
 	return nil

@@ -93,23 +93,47 @@ func Eval(x *torch.Tensor, fn func(sc *torch.Scope, x *torch.Tensor) *torch.Tens
 	return out
 }
 
-// OptimizerState names an optimizer's tensors prefix + "." + parameter state name.
-func OptimizerState(into map[string]*torch.Tensor, prefix string, opt nn.Optimizer) {
-	for k, t := range opt.State() {
-		into[prefix+"."+k] = t
-	}
-}
+// Optimizers names a baseline's optimizers by their prefix in checkpoints
+// (e.g. "adam", or "adam_g" and "adam_d").
+type Optimizers map[string]nn.Optimizer
 
-// RestoreOptimizer loads the entries saved under prefix into opt.
-func RestoreOptimizer(saved map[string]*torch.Tensor, prefix string, opt nn.Optimizer) error {
-	mine := map[string]*torch.Tensor{}
-	for k, t := range saved {
-		if rest, ok := strings.CutPrefix(k, prefix+"."); ok {
-			mine[rest] = t
+// State gathers every optimizer's tensors as prefix + "." + state name.
+func (o Optimizers) State() map[string]*torch.Tensor {
+	out := map[string]*torch.Tensor{}
+	for prefix, opt := range o {
+		for k, t := range opt.State() {
+			out[prefix+"."+k] = t
 		}
 	}
-	if err := opt.LoadState(mine); err != nil {
-		return fmt.Errorf("restoring optimizer %s: %w", prefix, err)
+	return out
+}
+
+// Load gives each optimizer the saved entries under its prefix.
+func (o Optimizers) Load(saved map[string]*torch.Tensor) error {
+	for prefix, opt := range o {
+		mine := map[string]*torch.Tensor{}
+		for k, t := range saved {
+			if rest, ok := strings.CutPrefix(k, prefix+"."); ok {
+				mine[rest] = t
+			}
+		}
+		if err := opt.LoadState(mine); err != nil {
+			return fmt.Errorf("restoring optimizer %s: %w", prefix, err)
+		}
+	}
+	return nil
+}
+
+// Restore decodes a baseline's JSON training state into st (empty state
+// leaves st as it is) and loads the optimizers' saved tensors.
+func Restore(model string, o Optimizers, saved map[string]*torch.Tensor, state json.RawMessage, st any) error {
+	if len(state) > 0 {
+		if err := json.Unmarshal(state, st); err != nil {
+			return fmt.Errorf("%s: training state: %w", model, err)
+		}
+	}
+	if err := o.Load(saved); err != nil {
+		return fmt.Errorf("%s: %w", model, err)
 	}
 	return nil
 }
