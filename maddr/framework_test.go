@@ -30,7 +30,9 @@ func newLinearAE(t *testing.T, pixels, d int) *linearAE {
 	b := &linearAE{store: s, d: d}
 	b.enc = nn.NewLinear(s, "enc", int64(pixels), int64(d), nn.LinearConfig{})
 	b.dec = nn.NewLinear(s, "dec", int64(d), int64(pixels), nn.LinearConfig{})
-	b.opt = nn.NewAdam(s.Trainable(), nn.AdamConfig{LR: 1e-2})
+	if b.opt, err = nn.NewAdam(s.Trainable(), nn.AdamConfig{LR: 1e-2}); err != nil {
+		t.Fatal(err)
+	}
 	return b
 }
 
@@ -39,7 +41,11 @@ func (b *linearAE) Store() *nn.Store       { return b.store }
 func (b *linearAE) LatentDim() int         { return b.d }
 func (b *linearAE) DefaultIterations() int { return 10 }
 func (b *linearAE) AttachParams(ps []*nn.Param) error {
-	b.opt = nn.NewAdam(append(b.store.Sub("enc").Trainable(), append(b.store.Sub("dec").Trainable(), ps...)...), nn.AdamConfig{LR: 1e-2})
+	opt, err := nn.NewAdam(append(b.store.Sub("enc").Trainable(), append(b.store.Sub("dec").Trainable(), ps...)...), nn.AdamConfig{LR: 1e-2})
+	if err != nil {
+		return err
+	}
+	b.opt = opt
 	return nil
 }
 func (b *linearAE) Latent(x *torch.Tensor, train bool) *torch.Tensor {

@@ -14,8 +14,11 @@ func TestCheckpointRoundTripAndCorruption(t *testing.T) {
 	path := filepath.Join(dir, "ckpt.safetensors")
 	a, _ := NewStore(1)
 	newSmallNet(a)
-	opt := NewAdam(a.Trainable(), AdamConfig{LR: 1e-3})
-	err := torch.Run(func(sc *torch.Scope) error {
+	opt, err := NewAdam(a.Trainable(), AdamConfig{LR: 1e-3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = torch.Run(func(sc *torch.Scope) error {
 		return sc.AliasIn(a.Get("fc2.bias").T).Sum().Backward()
 	})
 	if err != nil {
@@ -66,7 +69,10 @@ func TestCheckpointRoundTripAndCorruption(t *testing.T) {
 			}
 		}
 	}
-	opt2 := NewAdam(b.Trainable(), AdamConfig{LR: 1e-3})
+	opt2, err := NewAdam(b.Trainable(), AdamConfig{LR: 1e-3})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := opt2.LoadState(ck.Extra("optim.")); err != nil {
 		t.Fatal(err)
 	}

@@ -51,12 +51,28 @@ func (b *base) clip() error {
 	return err
 }
 
-func newBase(params []*Param, lr float64) base {
+// newBase makes one slot per parameter. A parameter given twice would get
+// two slots, and so two updates per step from the same gradient, and its
+// checkpointed state would be ambiguous; that is always a wiring mistake, so
+// it is an error naming the parameter.
+func newBase(params []*Param, lr float64) (base, error) {
 	b := base{lr: lr}
+	byName := map[string]bool{}
+	byTensor := map[*torch.Tensor]string{}
 	for _, p := range params {
+		if p == nil || p.T == nil {
+			return base{}, fmt.Errorf("optimizer: parameter %d of %d is nil", len(b.slots)+1, len(params))
+		}
+		if byName[p.Name] {
+			return base{}, fmt.Errorf("optimizer: parameter %s is given twice", p.Name)
+		}
+		if other, ok := byTensor[p.T]; ok {
+			return base{}, fmt.Errorf("optimizer: parameters %s and %s are the same tensor", other, p.Name)
+		}
+		byName[p.Name], byTensor[p.T] = true, p.Name
 		b.slots = append(b.slots, &slot{p: p, tensors: map[string]*torch.Tensor{}})
 	}
-	return b
+	return b, nil
 }
 
 func (b *base) LR() float64      { return b.lr }
@@ -186,8 +202,8 @@ type AdamConfig struct {
 	ZeroBeta1 bool
 }
 
-// NewAdam returns Adam over params.
-func NewAdam(params []*Param, c AdamConfig) *Adam {
+// NewAdam returns Adam over params, each of which must appear once.
+func NewAdam(params []*Param, c AdamConfig) (*Adam, error) {
 	if c.Beta1 == 0 && !c.ZeroBeta1 {
 		c.Beta1 = 0.9
 	}
@@ -197,9 +213,13 @@ func NewAdam(params []*Param, c AdamConfig) *Adam {
 	if c.Eps == 0 {
 		c.Eps = 1e-8
 	}
-	a := &Adam{base: newBase(params, c.LR), Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps, WeightDecay: c.WeightDecay}
+	b, err := newBase(params, c.LR)
+	if err != nil {
+		return nil, fmt.Errorf("adam: %w", err)
+	}
+	a := &Adam{base: b, Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps, WeightDecay: c.WeightDecay}
 	a.clipNorm = c.ClipNorm
-	return a
+	return a, nil
 }
 
 // Step applies one Adam update.
@@ -249,17 +269,21 @@ type RMSpropConfig struct {
 	ClipNorm float64
 }
 
-// NewRMSprop returns RMSprop over params.
-func NewRMSprop(params []*Param, c RMSpropConfig) *RMSprop {
+// NewRMSprop returns RMSprop over params, each of which must appear once.
+func NewRMSprop(params []*Param, c RMSpropConfig) (*RMSprop, error) {
 	if c.Alpha == 0 {
 		c.Alpha = 0.99
 	}
 	if c.Eps == 0 {
 		c.Eps = 1e-8
 	}
-	r := &RMSprop{base: newBase(params, c.LR), Alpha: c.Alpha, Eps: c.Eps, Momentum: c.Momentum, WeightDecay: c.WeightDecay}
+	b, err := newBase(params, c.LR)
+	if err != nil {
+		return nil, fmt.Errorf("rmsprop: %w", err)
+	}
+	r := &RMSprop{base: b, Alpha: c.Alpha, Eps: c.Eps, Momentum: c.Momentum, WeightDecay: c.WeightDecay}
 	r.clipNorm = c.ClipNorm
-	return r
+	return r, nil
 }
 
 // Step applies one RMSprop update.
@@ -303,9 +327,13 @@ type SGD struct {
 	Nesterov              bool
 }
 
-// NewSGD returns SGD over params.
-func NewSGD(params []*Param, lr, momentum, weightDecay float64, nesterov bool) *SGD {
-	return &SGD{base: newBase(params, lr), Momentum: momentum, WeightDecay: weightDecay, Nesterov: nesterov}
+// NewSGD returns SGD over params, each of which must appear once.
+func NewSGD(params []*Param, lr, momentum, weightDecay float64, nesterov bool) (*SGD, error) {
+	b, err := newBase(params, lr)
+	if err != nil {
+		return nil, fmt.Errorf("sgd: %w", err)
+	}
+	return &SGD{base: b, Momentum: momentum, WeightDecay: weightDecay, Nesterov: nesterov}, nil
 }
 
 // SetClipNorm turns on gradient-norm clipping before each update (0: off).

@@ -144,7 +144,10 @@ func TestParityWithPyTorch(t *testing.T) {
 		compare(t, f, "grad."+p.Name, sc.Adopt(p.T.Grad()))
 	}
 
-	opt := NewAdam(s.Trainable(), AdamConfig{LR: 1e-2, WeightDecay: 1e-4})
+	opt, err := NewAdam(s.Trainable(), AdamConfig{LR: 1e-2, WeightDecay: 1e-4})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := opt.Step(); err != nil {
 		t.Fatal(err)
 	}
@@ -181,12 +184,16 @@ func TestOptimizersMatchPyTorch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cases := map[string]func([]*Param) Optimizer{
-		"sgd":              func(ps []*Param) Optimizer { return NewSGD(ps, 0.05, 0.9, 0.01, false) },
-		"sgd_nesterov":     func(ps []*Param) Optimizer { return NewSGD(ps, 0.05, 0.9, 0, true) },
-		"rmsprop":          func(ps []*Param) Optimizer { return NewRMSprop(ps, RMSpropConfig{LR: 0.01, WeightDecay: 0.01}) },
-		"rmsprop_momentum": func(ps []*Param) Optimizer { return NewRMSprop(ps, RMSpropConfig{LR: 0.01, Momentum: 0.5}) },
-		"adam_betas": func(ps []*Param) Optimizer {
+	cases := map[string]func([]*Param) (Optimizer, error){
+		"sgd":          func(ps []*Param) (Optimizer, error) { return NewSGD(ps, 0.05, 0.9, 0.01, false) },
+		"sgd_nesterov": func(ps []*Param) (Optimizer, error) { return NewSGD(ps, 0.05, 0.9, 0, true) },
+		"rmsprop": func(ps []*Param) (Optimizer, error) {
+			return NewRMSprop(ps, RMSpropConfig{LR: 0.01, WeightDecay: 0.01})
+		},
+		"rmsprop_momentum": func(ps []*Param) (Optimizer, error) {
+			return NewRMSprop(ps, RMSpropConfig{LR: 0.01, Momentum: 0.5})
+		},
+		"adam_betas": func(ps []*Param) (Optimizer, error) {
 			return NewAdam(ps, AdamConfig{LR: 0.1, Beta1: 0, ZeroBeta1: true, Beta2: 0.9})
 		},
 	}
@@ -200,7 +207,10 @@ func TestOptimizersMatchPyTorch(t *testing.T) {
 				t.Fatal(err)
 			}
 			c := torch.FromFloat32(cData.F32, cData.Shape...)
-			opt := make(s.Trainable())
+			opt, err := make(s.Trainable())
+			if err != nil {
+				t.Fatal(err)
+			}
 			for i := 0; i < 3; i++ {
 				if err := opt.ZeroGrad(); err != nil {
 					t.Fatal(err)
@@ -224,7 +234,10 @@ func TestOptimizersMatchPyTorch(t *testing.T) {
 func TestStepLRAndClipping(t *testing.T) {
 	s, _ := NewStore(0)
 	p := s.NewParam("p", []int64{3}, Constant(1))
-	opt := NewAdam(s.Trainable(), AdamConfig{LR: 1e-3})
+	opt, err := NewAdam(s.Trainable(), AdamConfig{LR: 1e-3})
+	if err != nil {
+		t.Fatal(err)
+	}
 	sched := NewStepLR(opt, 10000, 0.8)
 	for i := 0; i < 13000; i++ {
 		sched.Step()
@@ -237,7 +250,7 @@ func TestStepLRAndClipping(t *testing.T) {
 		t.Fatalf("lr at 9999 = %v", opt.LR())
 	}
 	// gradient (3, 4, 0) has norm 5; clipping to 1 scales it by 1/5.
-	err := torch.Run(func(sc *torch.Scope) error {
+	err = torch.Run(func(sc *torch.Scope) error {
 		w := sc.Adopt(torch.FromFloat32([]float32{3, 4, 0}, 3))
 		return sc.AliasIn(p).Mul(w).Sum().Backward()
 	})
@@ -310,9 +323,12 @@ func TestInitialisersHaveTheRightSpread(t *testing.T) {
 func TestOptimizerClipping(t *testing.T) {
 	s, _ := NewStore(0)
 	p := s.NewParam("p", []int64{3}, Constant(1))
-	opt := NewSGD(s.Trainable(), 1, 0, 0, false)
+	opt, err := NewSGD(s.Trainable(), 1, 0, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
 	opt.SetClipNorm(1)
-	err := torch.Run(func(sc *torch.Scope) error {
+	err = torch.Run(func(sc *torch.Scope) error {
 		w := sc.Adopt(torch.FromFloat32([]float32{3, 4, 0}, 3))
 		return sc.AliasIn(p).Mul(w).Sum().Backward()
 	})
@@ -329,11 +345,17 @@ func TestOptimizerClipping(t *testing.T) {
 			t.Fatalf("clipped SGD step gave %v, want %v", v, want)
 		}
 	}
-	a := NewAdam(s.Trainable(), AdamConfig{LR: 1, ClipNorm: 0.5})
+	a, err := NewAdam(s.Trainable(), AdamConfig{LR: 1, ClipNorm: 0.5})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if a.clipNorm != 0.5 {
 		t.Fatal("AdamConfig.ClipNorm not kept")
 	}
-	r := NewRMSprop(s.Trainable(), RMSpropConfig{LR: 1, ClipNorm: 0.25})
+	r, err := NewRMSprop(s.Trainable(), RMSpropConfig{LR: 1, ClipNorm: 0.25})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if r.clipNorm != 0.25 {
 		t.Fatal("RMSpropConfig.ClipNorm not kept")
 	}

@@ -91,13 +91,27 @@ func build(cfg Config) (*Model, error) {
 	if err := s.Err(); err != nil {
 		return nil, fmt.Errorf("ae: %w", err)
 	}
-	m.newOptimizer()
+	if err := m.newOptimizer(); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
-func (m *Model) newOptimizer() {
-	params := append(m.store.Trainable(), m.extra...)
-	m.opt = nn.NewAdam(params, nn.AdamConfig{LR: m.cfg.LR, WeightDecay: m.cfg.WeightDecay, ClipNorm: m.cfg.ClipGradNorm})
+// newOptimizer builds Adam over the model's own networks and the attached
+// parameters. It lists the networks by name rather than taking the whole
+// store, because MADDR's heads live in the store too (so they are saved with
+// the weights) and are also handed to AttachParams.
+func (m *Model) newOptimizer() error {
+	var params []*nn.Param
+	for _, net := range []string{"enc", "dec"} {
+		params = append(params, m.store.Sub(net).Trainable()...)
+	}
+	opt, err := nn.NewAdam(append(params, m.extra...), nn.AdamConfig{LR: m.cfg.LR, WeightDecay: m.cfg.WeightDecay, ClipNorm: m.cfg.ClipGradNorm})
+	if err != nil {
+		return fmt.Errorf("ae: %w", err)
+	}
+	m.opt = opt
+	return nil
 }
 
 func (m *Model) Name() string           { return "ae" }
@@ -111,8 +125,12 @@ func (m *Model) AttachParams(params []*nn.Param) error {
 	if m.iter > 0 {
 		return fmt.Errorf("ae: parameters must be attached before the first training step")
 	}
-	m.extra = append(m.extra, params...)
-	m.newOptimizer()
+	extra := m.extra
+	m.extra = append(append([]*nn.Param{}, m.extra...), params...)
+	if err := m.newOptimizer(); err != nil {
+		m.extra = extra
+		return err
+	}
 	return nil
 }
 

@@ -263,3 +263,26 @@ func TestScoreAndMapShapes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestMADDRStepMatchesPyTorch checks one step of the autoencoder wrapped by
+// MADDR against tools/reference/ae_parity.py: every loss term, and the
+// gradient and the Adam update of every parameter, heads included (which an
+// optimizer holding the heads twice would move twice as far).
+func TestMADDRStepMatchesPyTorch(t *testing.T) {
+	f := fixture.Read(t, "testdata/ae_maddr_parity.safetensors")
+	c := small()
+	c.Seed = 3
+	m, err := build(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.store.Free()
+	n := f.CheckMADDRStep(t, m, fixture.MADDRStep{
+		Iter:     1,
+		Losses:   []string{"rec", "loss"},
+		ZeroGrad: func(name string) bool { return strings.HasSuffix(name, "fc1.bias") },
+	})
+	if want := len(m.store.Trainable()); n != want {
+		t.Errorf("compared %d parameters, want all %d", n, want)
+	}
+}

@@ -157,18 +157,26 @@ func New(o baselines.Options) (baselines.Baseline, error) {
 		NumParams:  store.NumParams(),
 	}
 	d.cfg.LR = lr
-	d.newOptimizer()
+	if err := d.newOptimizer(); err != nil {
+		d.free()
+		return nil, err
+	}
 	return d, nil
 }
 
-func (d *DPA) newOptimizer() {
-	d.opt = nn.NewAdam(d.params, nn.AdamConfig{LR: d.cfg.LR, Beta1: 0.9, Beta2: 0.999, ClipNorm: d.cfg.ClipGradNorm})
+func (d *DPA) newOptimizer() error {
+	opt, err := nn.NewAdam(d.params, nn.AdamConfig{LR: d.cfg.LR, Beta1: 0.9, Beta2: 0.999, ClipNorm: d.cfg.ClipGradNorm})
+	if err != nil {
+		return fmt.Errorf("dpa: %w", err)
+	}
+	d.opt = opt
 	count := 0
 	if d.sched != nil {
 		count = d.sched.Count
 	}
 	d.sched = nn.NewStepLR(d.opt, d.cfg.LRStepSize, d.cfg.LRGamma)
 	d.sched.SetCount(count)
+	return nil
 }
 
 func (d *DPA) free() {
@@ -203,8 +211,12 @@ func (d *DPA) AttachParams(params []*nn.Param) error {
 	if d.steps > 0 {
 		return errors.New("dpa: parameters must be attached before the first training step")
 	}
-	d.params = append(d.params, params...)
-	d.newOptimizer()
+	own := d.params
+	d.params = append(append([]*nn.Param{}, d.params...), params...)
+	if err := d.newOptimizer(); err != nil {
+		d.params = own
+		return err
+	}
 	return nil
 }
 

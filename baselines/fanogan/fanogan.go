@@ -214,14 +214,20 @@ func New(o baselines.Options) (*Model, error) {
 		return nil, fmt.Errorf("fanogan: building networks: %w", err)
 	}
 	adam := nn.AdamConfig{LR: cfg.GANLR, Beta1: 0, ZeroBeta1: true, Beta2: 0.9, ClipNorm: cfg.ClipGradNorm}
-	m.optG = nn.NewAdam(store.Sub("gen").Trainable(), adam)
-	m.optD = nn.NewAdam(store.Sub("critic").Trainable(), adam)
-	m.optE = m.newEncoderOptimizer()
+	if m.optG, err = nn.NewAdam(store.Sub("gen").Trainable(), adam); err == nil {
+		if m.optD, err = nn.NewAdam(store.Sub("critic").Trainable(), adam); err == nil {
+			m.optE, err = m.newEncoderOptimizer(nil)
+		}
+	}
+	if err != nil {
+		store.Free()
+		return nil, fmt.Errorf("fanogan: %w", err)
+	}
 	return m, nil
 }
 
-func (m *Model) newEncoderOptimizer() *nn.RMSprop {
-	params := append(m.store.Sub("enc").Trainable(), m.attached...)
+func (m *Model) newEncoderOptimizer(attached []*nn.Param) (*nn.RMSprop, error) {
+	params := append(m.store.Sub("enc").Trainable(), attached...)
 	return nn.NewRMSprop(params, nn.RMSpropConfig{LR: m.cfg.EncoderLR, ClipNorm: m.cfg.ClipGradNorm})
 }
 
@@ -252,8 +258,12 @@ func (m *Model) AttachParams(params []*nn.Param) error {
 	if m.state.CriticSteps+m.state.EncoderSteps > 0 {
 		return fmt.Errorf("fanogan: AttachParams after training started")
 	}
-	m.attached = append(m.attached, params...)
-	m.optE = m.newEncoderOptimizer()
+	attached := append(append([]*nn.Param{}, m.attached...), params...)
+	opt, err := m.newEncoderOptimizer(attached)
+	if err != nil {
+		return fmt.Errorf("fanogan: %w", err)
+	}
+	m.attached, m.optE = attached, opt
 	return nil
 }
 

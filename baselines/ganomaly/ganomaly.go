@@ -139,17 +139,31 @@ func build(cfg Config) (*Model, error) {
 	if err := s.Err(); err != nil {
 		return nil, fmt.Errorf("ganomaly: %w", err)
 	}
-	m.newOptimizers()
+	if err := m.newOptimizers(); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
-func (m *Model) adam(params []*nn.Param) *nn.Adam {
-	return nn.NewAdam(params, nn.AdamConfig{LR: m.cfg.LR, Beta1: m.cfg.Beta1, Beta2: m.cfg.Beta2, ClipNorm: m.cfg.ClipGradNorm})
+func (m *Model) adam(params []*nn.Param) (*nn.Adam, error) {
+	opt, err := nn.NewAdam(params, nn.AdamConfig{LR: m.cfg.LR, Beta1: m.cfg.Beta1, Beta2: m.cfg.Beta2, ClipNorm: m.cfg.ClipGradNorm})
+	if err != nil {
+		return nil, fmt.Errorf("ganomaly: %w", err)
+	}
+	return opt, nil
 }
 
-func (m *Model) newOptimizers() {
-	m.optG = m.adam(append(m.store.Sub("g").Trainable(), m.extra...))
-	m.optD = m.adam(m.store.Sub("d").Trainable())
+func (m *Model) newOptimizers() error {
+	optG, err := m.adam(append(m.store.Sub("g").Trainable(), m.extra...))
+	if err != nil {
+		return err
+	}
+	optD, err := m.adam(m.store.Sub("d").Trainable())
+	if err != nil {
+		return err
+	}
+	m.optG, m.optD = optG, optD
+	return nil
 }
 
 func (m *Model) Name() string           { return "ganomaly" }
@@ -164,8 +178,12 @@ func (m *Model) AttachParams(params []*nn.Param) error {
 	if m.iter > 0 {
 		return fmt.Errorf("ganomaly: parameters must be attached before the first training step")
 	}
-	m.extra = append(m.extra, params...)
-	m.newOptimizers()
+	extra := m.extra
+	m.extra = append(append([]*nn.Param{}, m.extra...), params...)
+	if err := m.newOptimizers(); err != nil {
+		m.extra = extra
+		return err
+	}
 	return nil
 }
 

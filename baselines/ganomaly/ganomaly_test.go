@@ -258,3 +258,23 @@ func TestStateRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestMADDRStepMatchesPyTorch checks one iteration (G step with MADDR's
+// losses on z = E1(x), then D step) of the original GANomaly wrapped by MADDR
+// against tools/reference/ganomaly_parity.py: every loss term, and the
+// gradient and the Adam update of every parameter of G, D and the heads.
+func TestMADDRStepMatchesPyTorch(t *testing.T) {
+	f := fixture.Read(t, "testdata/ganomaly_maddr_parity.safetensors")
+	m, err := build(variants[0].small())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.store.Free()
+	n := f.CheckMADDRStep(t, m, fixture.MADDRStep{
+		Iter:   1,
+		Losses: []string{"g_adv", "g_rec", "g_enc", "g", "d"},
+	})
+	if want := len(m.store.Trainable()); n != want {
+		t.Errorf("compared %d parameters, want all %d", n, want)
+	}
+}

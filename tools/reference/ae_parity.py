@@ -12,6 +12,12 @@ parameter's gradient, then the per-image score in eval mode after the Adam
 update. The step includes a stand-in MADDR hook, 0.1 * mean_i sum_{k<4} z_ik^2,
 so the test also proves the hook's loss reaches the encoder.
 
+A second file, ae_maddr_parity.safetensors, records one step of the AE wrapped
+by MADDR (mixup, both focal heads on z[0:4] and z[4:8], the center loss on
+z[8:16]; the MADDR pieces come from maddr_losses.py): every loss term, and the
+gradient and the Adam update of every parameter, heads included, each of which
+one Adam step moves once.
+
 This module also holds the backbone that memae_parity.py and
 ganomaly_parity.py import.
 
@@ -27,6 +33,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from safetensors_io import save, to_numpy  # noqa: E402
 
 OUT = os.path.join("baselines", "ae", "testdata", "ae_parity.safetensors")
+MADDR_OUT = os.path.join("baselines", "ae", "testdata", "ae_maddr_parity.safetensors")
+# z[0:4] feeds the modality head, z[4:8] the organ head, z[8:16] the center loss.
+MADDR_DIMS = (4, 4)
 
 SMALL = dict(size=32, base=8, hidden=32, latent=16)
 DEFAULT = dict(size=64, base=16, hidden=1024, latent=128)
@@ -204,6 +213,34 @@ def main():
             "default_num_params": count(AE(**DEFAULT))}
     save(OUT, out, meta)
     print("wrote", OUT, os.path.getsize(OUT), "bytes")
+    maddr_step()
+
+
+def maddr_step():
+    import maddr_losses as ml
+    torch.manual_seed(21)
+    net = AE(**SMALL)
+    heads = ml.maddr_heads(*MADDR_DIMS)
+    x = torch.rand(4, 1, SMALL["size"], SMALL["size"]) * 2 - 1
+    out, meta = {"input": to_numpy(x)}, {"generator": "tools/reference/ae_parity.py", "torch": torch.__version__}
+    record_state(out, "init.", net)
+    ml.record_maddr_setup(out, meta, heads, *MADDR_DIMS)
+    params = list(net.named_parameters()) + [("maddr." + k, p) for k, p in heads.named_parameters()]
+    before = {k: p.detach().clone() for k, p in params}
+    opt = torch.optim.Adam([p for _, p in params], lr=1e-3)
+    opt.zero_grad()
+    xm = ml.mixup(x)
+    z, x_hat = net(xm)
+    rec = ((xm - x_hat) ** 2).mean()
+    terms = ml.constraint_terms(z, heads, *MADDR_DIMS)
+    total = rec + sum(terms.values())
+    total.backward()
+    opt.step()
+    for k, v in dict(terms, rec=rec, loss=total).items():
+        out["loss." + k] = to_numpy(v.reshape(1))
+    ml.record_update(out, params, before)
+    save(MADDR_OUT, out, meta)
+    print("wrote", MADDR_OUT, os.path.getsize(MADDR_OUT), "bytes")
 
 
 if __name__ == "__main__":

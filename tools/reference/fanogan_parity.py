@@ -15,6 +15,12 @@ as in training), how far Adam/RMSprop moved each tensor, and after the updates
 the generator and encoder outputs, the reconstruction, the score, the anomaly
 map and the BatchNorm running statistics.
 
+A second file, fanogan_maddr_parity.safetensors, records one encoder-stage (izif)
+step of f-AnoGAN wrapped by MADDR, from fixed weights: mixup, both focal heads
+and the center loss on z = E(x) added to the izif loss, RMSprop over the
+encoder and the heads; every loss term, and the gradient and the update of
+every encoder and head parameter (G and D are frozen and must not move).
+
 Run from the repository root:  /usr/bin/python3 tools/reference/fanogan_parity.py
 """
 import os
@@ -28,6 +34,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from safetensors_io import save, to_numpy  # noqa: E402
 
 OUT = os.path.join("baselines", "fanogan", "testdata", "fanogan_parity.safetensors")
+MADDR_OUT = os.path.join("baselines", "fanogan", "testdata", "fanogan_maddr_parity.safetensors")
+MADDR_DIMS = (4, 4)
 
 SIZE = 64
 WIDTH = 4
@@ -264,6 +272,48 @@ def main():
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     save(OUT, out, {"generator": "tools/reference/fanogan_parity.py", "torch": torch.__version__})
     print("wrote", OUT, "(%d tensors)" % len(out))
+    maddr_step()
+
+
+def maddr_step():
+    import maddr_losses as ml
+    torch.manual_seed(24)
+    gen_net, critic, encoder = Generator(), Critic(), Encoder()
+    g = torch.Generator().manual_seed(25)
+    for m in (gen_net, critic, encoder):
+        randomise(m, g)
+    heads = ml.maddr_heads(*MADDR_DIMS)
+    x = torch.rand(BATCH, 1, SIZE, SIZE, generator=g) * 2 - 1
+    out, meta = {"input": to_numpy(x)}, {"generator": "tools/reference/fanogan_parity.py", "torch": torch.__version__}
+    for prefix, m in (("gen", gen_net), ("critic", critic), ("enc", encoder)):
+        for k, v in m.state_dict().items():
+            out["init." + go_name(prefix, k)] = to_numpy(v)
+    ml.record_maddr_setup(out, meta, heads, *MADDR_DIMS)
+    params = [(go_name("enc", k), p) for k, p in encoder.named_parameters()] + \
+        [("maddr." + k, p) for k, p in heads.named_parameters()]
+    before = {k: p.detach().clone() for k, p in params}
+    opt_e = torch.optim.RMSprop([p for _, p in params], lr=5e-5)
+
+    gen_net.eval()
+    encoder.train()
+    for p in list(gen_net.parameters()) + list(critic.parameters()):
+        p.requires_grad_(False)
+    xm = ml.mixup(x)
+    opt_e.zero_grad()
+    z = encoder(xm)
+    rec = gen_net(z)
+    _, f_rec = critic(rec)
+    _, f_x = critic(xm)
+    izif_img = ((xm - rec) ** 2).mean()
+    izif_feat = ((f_x - f_rec) ** 2).mean()
+    terms = ml.constraint_terms(z, heads, *MADDR_DIMS)
+    (izif_img + KAPPA * izif_feat + sum(terms.values())).backward()
+    opt_e.step()
+    for k, v in dict(terms, izif_img=izif_img, izif_feat=izif_feat).items():
+        out["loss." + k] = to_numpy(v.reshape(1))
+    ml.record_update(out, params, before)
+    save(MADDR_OUT, out, meta)
+    print("wrote", MADDR_OUT, os.path.getsize(MADDR_OUT), "bytes")
 
 
 if __name__ == "__main__":

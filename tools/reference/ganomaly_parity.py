@@ -17,6 +17,12 @@ gradients of G's parameters, the D-step gradients of D's parameters, a few
 parameters after both Adam updates, and the eval-mode score mean (z - z_hat)^2
 at the initial weights.
 
+A third file, ganomaly_maddr_parity.safetensors, records one iteration of the
+original variant wrapped by MADDR: mixup, both focal heads and the center loss
+on z = E1(x) added to the G loss (the heads train with G's Adam), then the D
+step; every loss term, and the gradient and the update of every parameter of
+G, D and the heads.
+
 Run from the repository root:  /usr/bin/python3 tools/reference/ganomaly_parity.py
 """
 import os
@@ -31,6 +37,7 @@ from safetensors_io import save, to_numpy  # noqa: E402
 from ae_parity import LatentEncoder, LatentDecoder, Trunk, hook_loss, count, record_state  # noqa: E402
 
 DIR = os.path.join("baselines", "ganomaly", "testdata")
+MADDR_DIMS = (4, 4)
 
 
 def block(conv, bn_ch, act):
@@ -222,6 +229,51 @@ def main():
     path = os.path.join(DIR, "ganomaly_medianomaly_parity.safetensors")
     save(path, out, {"generator": "tools/reference/ganomaly_parity.py", "torch": torch.__version__,
                      "default_num_params": count(medianomaly(64, 16, 1024, 128))})
+    print("wrote", path, os.path.getsize(path), "bytes")
+    maddr_step()
+
+
+def maddr_step():
+    import maddr_losses as ml
+    torch.manual_seed(23)
+    net = original(32, 8, 16)
+    heads = ml.maddr_heads(*MADDR_DIMS)
+    x = torch.rand(4, 1, 32, 32) * 2 - 1
+    out, meta = {"input": to_numpy(x)}, {"generator": "tools/reference/ganomaly_parity.py", "torch": torch.__version__}
+    record_state(out, "init.", net)
+    ml.record_maddr_setup(out, meta, heads, *MADDR_DIMS)
+    g_params = [("g." + k, p) for k, p in net.g.named_parameters()] + [("maddr." + k, p) for k, p in heads.named_parameters()]
+    d_params = [("d." + k, p) for k, p in net.d.named_parameters()]
+    before = {k: p.detach().clone() for k, p in g_params + d_params}
+    opt_g = torch.optim.Adam([p for _, p in g_params], lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam([p for _, p in d_params], lr=2e-4, betas=(0.5, 0.999))
+
+    xm = ml.mixup(x)
+    opt_g.zero_grad()
+    z, x_hat, z_hat = net.g(xm)
+    pred_real, feat_real = net.d(xm)
+    _, feat_fake = net.d(x_hat)
+    adv = ((feat_real.detach() - feat_fake) ** 2).mean()
+    rec = (x_hat - xm).abs().mean()
+    enc = ((z - z_hat) ** 2).mean()
+    terms = ml.constraint_terms(z, heads, *MADDR_DIMS)
+    g_loss = adv + 50 * rec + enc + sum(terms.values())
+    g_loss.backward()
+    opt_g.step()
+
+    opt_d.zero_grad()
+    pred_fake, _ = net.d(x_hat.detach())
+    d_real = F.binary_cross_entropy(pred_real, torch.ones_like(pred_real))
+    d_fake = F.binary_cross_entropy(pred_fake, torch.zeros_like(pred_fake))
+    d_loss = 0.5 * (d_real + d_fake)
+    d_loss.backward()
+    opt_d.step()
+
+    for k, v in dict(terms, g_adv=adv, g_rec=rec, g_enc=enc, g=g_loss, d=d_loss).items():
+        out["loss." + k] = to_numpy(v.reshape(1))
+    ml.record_update(out, g_params + d_params, before)
+    path = os.path.join(DIR, "ganomaly_maddr_parity.safetensors")
+    save(path, out, meta)
     print("wrote", path, os.path.getsize(path), "bytes")
 
 

@@ -43,6 +43,65 @@ def center_code(zc):
     return sum((b / (b - 1)) ** 2 * zc[i].var(unbiased=True) for i in range(b)) / (3 * b)
 
 
+# One MADDR training step as every <baseline>_parity.py records it: a batch of
+# four images mixed with a fixed lambda and permutation, two-class organ and
+# modality labels, and the paper's weights (all 1).
+MIX_LAM = 0.3
+MIX_PERM = [2, 0, 3, 1]
+ORGAN = [0, 1, 1, 0]      # liver, lung
+MODALITY = [0, 0, 1, 1]   # ct, xray
+FOCAL_ALPHA = [0.25, 0.75]
+
+
+def maddr_heads(modality_dims, organ_dims):
+    """The two classifier heads with PyTorch's default init (global RNG)."""
+    return torch.nn.ModuleDict({"modality_head": torch.nn.Linear(modality_dims, 2),
+                                "organ_head": torch.nn.Linear(organ_dims, 2)})
+
+
+def mixup(x):
+    return MIX_LAM * x + (1 - MIX_LAM) * x[torch.tensor(MIX_PERM)]
+
+
+def constraint_terms(z, heads, modality_dims, organ_dims):
+    """Focal losses on z[0:m] and z[m:m+o] (each lam*FL(y) + (1-lam)*FL(y[perm]))
+    and the eq. 4 center loss on the rest of z, by their logged names."""
+    zf = z.reshape(z.shape[0], -1)
+    perm = torch.tensor(MIX_PERM)
+
+    def mixed_focal(head, part, y):
+        y = torch.tensor(y)
+        logits = head(part)
+        return (MIX_LAM * focal(logits, y, FOCAL_ALPHA, 2.0) + (1 - MIX_LAM) * focal(logits, y[perm], FOCAL_ALPHA, 2.0)).float()
+
+    m, o = modality_dims, organ_dims
+    return {"focal_modality": mixed_focal(heads["modality_head"], zf[:, :m], MODALITY),
+            "focal_organ": mixed_focal(heads["organ_head"], zf[:, m:m + o], ORGAN),
+            "center": center_eq4(zf[:, m + o:]).float()}
+
+
+def record_maddr_setup(out, meta, heads, modality_dims, organ_dims):
+    """Stores the heads' initial weights (under the Go store's maddr. prefix),
+    the mixup draw and the labels."""
+    for k, v in heads.state_dict().items():
+        out["init.maddr." + k] = to_numpy(v)
+    out["mix.lam"] = to_numpy(torch.tensor([MIX_LAM], dtype=torch.float32))
+    out["mix.perm"] = to_numpy(torch.tensor(MIX_PERM))
+    out["labels.organ"] = to_numpy(torch.tensor(ORGAN))
+    out["labels.modality"] = to_numpy(torch.tensor(MODALITY))
+    meta["modality_dims"] = modality_dims
+    meta["organ_dims"] = organ_dims
+
+
+def record_update(out, named_params, before):
+    """grad.<name> and update.<name> (= after - before) of every parameter the
+    step's optimizers own."""
+    for name, p in named_params:
+        if p.grad is not None:
+            out["grad." + name] = to_numpy(p.grad)
+        out["update." + name] = to_numpy(p.detach() - before[name])
+
+
 def main():
     g = torch.Generator().manual_seed(1234)
     out = {}

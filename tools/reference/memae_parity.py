@@ -13,6 +13,11 @@ term, every gradient of one step (with the stand-in MADDR hook of ae_parity.py)
 and a few parameters after the Adam update; before the step, in eval mode, the
 score and the cosine-addressing weights.
 
+A second file, memae_maddr_parity.safetensors, records one step of MemAE wrapped
+by MADDR (mixup, both focal heads and the center loss on the pre-memory z, as in
+ae_parity.py): every loss term, and the gradient and the Adam update of every
+parameter (encoder, memory, decoder, heads).
+
 Run from the repository root:  /usr/bin/python3 tools/reference/memae_parity.py
 """
 import math
@@ -28,6 +33,8 @@ from safetensors_io import save, to_numpy  # noqa: E402
 from ae_parity import LatentEncoder, LatentDecoder, hook_loss, count, record_state  # noqa: E402
 
 OUT = os.path.join("baselines", "memae", "testdata", "memae_parity.safetensors")
+MADDR_OUT = os.path.join("baselines", "memae", "testdata", "memae_maddr_parity.safetensors")
+MADDR_DIMS = (4, 4)
 
 SMALL = dict(size=32, base=8, hidden=32, latent=16, slots=10, lam=0.095)
 DEFAULT = dict(size=64, base=16, hidden=1024, latent=128, slots=25, lam=0.0025)
@@ -109,6 +116,35 @@ def main():
             "default_num_params": count(MemAE(**DEFAULT))}
     save(OUT, out, meta)
     print("wrote", OUT, os.path.getsize(OUT), "bytes;", zeroed, "of", w.numel(), "weights shrunk to 0")
+    maddr_step()
+
+
+def maddr_step():
+    import maddr_losses as ml
+    torch.manual_seed(22)
+    net = MemAE(**SMALL)
+    heads = ml.maddr_heads(*MADDR_DIMS)
+    x = torch.rand(4, 1, SMALL["size"], SMALL["size"]) * 2 - 1
+    out, meta = {"input": to_numpy(x)}, {"generator": "tools/reference/memae_parity.py", "torch": torch.__version__}
+    record_state(out, "init.", net)
+    ml.record_maddr_setup(out, meta, heads, *MADDR_DIMS)
+    params = list(net.named_parameters()) + [("maddr." + k, p) for k, p in heads.named_parameters()]
+    before = {k: p.detach().clone() for k, p in params}
+    opt = torch.optim.Adam([p for _, p in params], lr=1e-3)
+    opt.zero_grad()
+    xm = ml.mixup(x)
+    z, w, _, x_hat = net(xm)
+    rec = ((xm - x_hat) ** 2).mean()
+    ent = (-(w * torch.log(w + 1e-12)).sum(1)).mean()
+    terms = ml.constraint_terms(z, heads, *MADDR_DIMS)
+    total = rec + ENTROPY_WEIGHT * ent + sum(terms.values())
+    total.backward()
+    opt.step()
+    for k, v in dict(terms, rec=rec, entropy=ent, loss=total).items():
+        out["loss." + k] = to_numpy(v.reshape(1))
+    ml.record_update(out, params, before)
+    save(MADDR_OUT, out, meta)
+    print("wrote", MADDR_OUT, os.path.getsize(MADDR_OUT), "bytes")
 
 
 if __name__ == "__main__":
