@@ -75,7 +75,7 @@ func TestRotate(t *testing.T) {
 	r := Rotate(sq, 5, 5, 90)
 	for y := 0; y < 5; y++ {
 		for x := 0; x < 5; x++ {
-			if d := math.Abs(float64(r[y*5+x] - sq[x*5+4-y])); d > 1e-5 {
+			if d := math.Abs(float64(r[y*5+x] - sq[x*5+4-y])); !(d <= 1e-5) {
 				t.Fatalf("rot90 at (%d,%d) = %v, want %v", x, y, r[y*5+x], sq[x*5+4-y])
 			}
 		}
@@ -88,7 +88,7 @@ func TestRotate(t *testing.T) {
 	}
 	// +a then -a leaves the centre pixel untouched.
 	back := Rotate(Rotate(sq, 5, 5, 7), 5, 5, -7)
-	if math.Abs(float64(back[12]-sq[12])) > 1e-5 {
+	if !(math.Abs(float64(back[12]-sq[12])) <= 1e-5) {
 		t.Fatalf("centre changed: %v vs %v", back[12], sq[12])
 	}
 }
@@ -144,7 +144,7 @@ func TestMixValues(t *testing.T) {
 	for i := 0; i < n; i++ {
 		for k := 0; k < pixels; k++ {
 			want := lam*float64(orig[i*pixels+k]) + (1-lam)*float64(orig[perm[i]*pixels+k])
-			if got := float64(batch[i*pixels+k]); math.Abs(got-want) > 1e-6*math.Max(1, math.Abs(want)) {
+			if got := float64(batch[i*pixels+k]); !(math.Abs(got-want) <= 1e-6*math.Max(1, math.Abs(want))) {
 				t.Fatalf("x_mix[%d][%d] = %v, want %v (lam %v, perm %v)", i, k, got, want, lam, perm)
 			}
 		}
@@ -181,7 +181,7 @@ func TestBetaMoments(t *testing.T) {
 		}
 		mean := sum / draws
 		variance := sq/draws - mean*mean
-		if math.Abs(mean-tc.mean) > 0.005 || math.Abs(variance-tc.variance) > 0.003 {
+		if !(math.Abs(mean-tc.mean) <= 0.005) || !(math.Abs(variance-tc.variance) <= 0.003) {
 			t.Errorf("Beta(%v,%v): mean %.4f var %.4f, want %.4f %.4f", tc.a, tc.b, mean, variance, tc.mean, tc.variance)
 		}
 	}

@@ -26,7 +26,7 @@ func tensorOf(s *torch.Scope, st safetensors.Tensor) *torch.Tensor {
 	return s.Adopt(torch.FromFloat32(st.F32, st.Shape...))
 }
 
-func assertClose(t *testing.T, name string, got *torch.Tensor, want safetensors.Tensor, tol float64) {
+func assertClose(t testing.TB, name string, got *torch.Tensor, want safetensors.Tensor, tol float64) {
 	t.Helper()
 	g, err := got.Float32s()
 	if err != nil {
@@ -40,7 +40,8 @@ func assertClose(t *testing.T, name string, got *torch.Tensor, want safetensors.
 		scale = math.Max(scale, math.Abs(float64(want.F32[i])))
 		worst = math.Max(worst, math.Abs(float64(g[i]-want.F32[i])))
 	}
-	if worst > tol*math.Max(scale, 1e-12) {
+	// Written so that NaN or Inf anywhere fails: every comparison with NaN is false.
+	if !(worst <= tol*math.Max(scale, 1e-12)) {
 		t.Errorf("NOT OK %s: max diff %.3g relative to %.3g", name, worst, scale)
 	} else {
 		t.Logf("OK %s (max diff %.2g)", name, worst)
@@ -102,5 +103,44 @@ func TestCenterLossMatchesLeaveOneOutReference(t *testing.T) {
 	}
 	if err := CenterLoss(torch.Zeros(1, 4), SumDims).Err(); err == nil {
 		t.Fatal("center loss of a single sample must fail (leave-one-out is undefined)")
+	}
+}
+
+// failureRecorder is a testing.TB that notes a failure instead of failing.
+type failureRecorder struct {
+	testing.TB
+	failed bool
+}
+
+func (r *failureRecorder) Errorf(string, ...any) { r.failed = true }
+func (r *failureRecorder) Fatalf(string, ...any) { r.failed = true }
+
+// TestAssertCloseRejectsNaNAndInf makes sure the comparer above cannot be
+// passed by a loss that has blown up: NaN compares false with everything, so
+// a check written as "fail if diff > tol" would let it through.
+func TestAssertCloseRejectsNaNAndInf(t *testing.T) {
+	want := safetensors.Tensor{F32: []float32{0.5, -1.25}, Shape: []int64{2}}
+	for _, c := range []struct {
+		name string
+		got  []float32
+		fail bool
+	}{
+		{"equal", []float32{0.5, -1.25}, false},
+		{"NaN", []float32{float32(math.NaN()), -1.25}, true},
+		{"+Inf", []float32{0.5, float32(math.Inf(1))}, true},
+		{"-Inf", []float32{float32(math.Inf(-1)), -1.25}, true},
+		{"off", []float32{0.5, -1.3}, true},
+	} {
+		err := torch.Run(func(s *torch.Scope) error {
+			r := &failureRecorder{TB: t}
+			assertClose(r, c.name, s.Adopt(torch.FromFloat32(c.got, 2)), want, 1e-5)
+			if r.failed != c.fail {
+				t.Errorf("%s: assertClose failed = %v, want %v", c.name, r.failed, c.fail)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }

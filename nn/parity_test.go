@@ -84,7 +84,7 @@ func compare(t *testing.T, f safetensors.File, name string, got *torch.Tensor) {
 		worst = math.Max(worst, math.Abs(float64(g[i])-w[i]))
 	}
 	rel := worst / math.Max(scale, 1e-12)
-	if rel > parityTol || math.IsNaN(rel) {
+	if !(rel <= parityTol) {
 		t.Errorf("NOT OK %s: max abs diff %.3g, relative %.3g > %g", name, worst, rel, parityTol)
 		return
 	}
@@ -242,7 +242,7 @@ func TestStepLRAndClipping(t *testing.T) {
 	for i := 0; i < 13000; i++ {
 		sched.Step()
 	}
-	if got := opt.LR(); math.Abs(got-8e-4) > 1e-12 {
+	if got := opt.LR(); !(math.Abs(got-8e-4) <= 1e-12) {
 		t.Fatalf("lr after 13000 steps = %v, want 8e-4", got)
 	}
 	sched.SetCount(9999)
@@ -258,18 +258,18 @@ func TestStepLRAndClipping(t *testing.T) {
 		t.Fatal(err)
 	}
 	norm, err := ClipGradNorm(s.Trainable(), 1)
-	if err != nil || math.Abs(norm-5) > 1e-6 {
+	if err != nil || !(math.Abs(norm-5) <= 1e-6) {
 		t.Fatalf("norm %v err %v", norm, err)
 	}
 	g, _ := p.Grad().Float32s()
-	if math.Abs(float64(g[0])-0.6) > 1e-5 || math.Abs(float64(g[1])-0.8) > 1e-5 {
+	if !(math.Abs(float64(g[0])-0.6) <= 1e-5) || !(math.Abs(float64(g[1])-0.8) <= 1e-5) {
 		t.Fatalf("clipped grad %v", g)
 	}
 	if err := ClipGradValue(s.Trainable(), 0.7); err != nil {
 		t.Fatal(err)
 	}
 	g, _ = p.Grad().Float32s()
-	if math.Abs(float64(g[1])-0.7) > 1e-6 {
+	if !(math.Abs(float64(g[1])-0.7) <= 1e-6) {
 		t.Fatalf("value-clipped grad %v", g)
 	}
 }
@@ -341,7 +341,7 @@ func TestOptimizerClipping(t *testing.T) {
 	v, _ := p.Float32s()
 	want := []float64{0.4, 0.2, 1}
 	for i := range want {
-		if math.Abs(float64(v[i])-want[i]) > 1e-6 {
+		if !(math.Abs(float64(v[i])-want[i]) <= 1e-6) {
 			t.Fatalf("clipped SGD step gave %v, want %v", v, want)
 		}
 	}

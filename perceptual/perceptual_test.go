@@ -50,7 +50,7 @@ func compare(t *testing.T, name string, got *torch.Tensor, want []float32) {
 		worst = math.Max(worst, math.Abs(float64(g[i])-float64(want[i])))
 	}
 	rel := worst / math.Max(scale, 1e-12)
-	if rel > parityTol || math.IsNaN(rel) {
+	if !(rel <= parityTol) {
 		t.Errorf("NOT OK %s: max abs diff %.3g, relative %.3g > %g", name, worst, rel, parityTol)
 		return
 	}

@@ -105,7 +105,7 @@ func TestApplyWindowEndpoints(t *testing.T) {
 			t.Fatalf("output has %d values", len(out))
 		}
 		for _, v := range out {
-			if math.Abs(float64(v-tc.want)) > 1e-6 {
+			if !(math.Abs(float64(v-tc.want)) <= 1e-6) {
 				t.Fatalf("HU %v -> %v, want %v", tc.hu, v, tc.want)
 			}
 		}
@@ -133,7 +133,7 @@ func TestApplyGeometry(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range a {
-		if want := 2*a[i] - 1; math.Abs(float64(got[i]-want)) > 1e-6 {
+		if want := 2*a[i] - 1; !(math.Abs(float64(got[i]-want)) <= 1e-6) {
 			t.Fatalf("pixel %d = %v, want %v", i, got[i], want)
 		}
 		if got[i] < -1 || got[i] > 1 {
@@ -149,7 +149,7 @@ func TestApplyGeometry(t *testing.T) {
 	}
 	b := Resample(unit, w, h, 32, 32)
 	for i := range b {
-		if want := 2*b[i] - 1; math.Abs(float64(got[i]-want)) > 1e-6 {
+		if want := 2*b[i] - 1; !(math.Abs(float64(got[i]-want)) <= 1e-6) {
 			t.Fatalf("skip: pixel %d = %v, want %v", i, got[i], want)
 		}
 	}

@@ -27,7 +27,7 @@ func TestResampleHandWorked(t *testing.T) {
 	want := []float64{(13*1 + 11*2 + 7*3 + 3*4) / 43.0, (3*2 + 7*3 + 11*4 + 13*5 + 9*6) / 43.0}
 	got := Resample(in, 7, 1, 2, 1)
 	for i := range want {
-		if math.Abs(float64(got[i])-want[i]) > 1e-6 {
+		if !(math.Abs(float64(got[i])-want[i]) <= 1e-6) {
 			t.Errorf("7->2 output %d = %v, want %v", i, got[i], want[i])
 		}
 	}
@@ -37,7 +37,7 @@ func TestResampleHandWorked(t *testing.T) {
 	want = []float64{0, 1, 3, 5, 7, 9, 11, 12}
 	got = Resample(in, 4, 1, 8, 1)
 	for i := range want {
-		if math.Abs(float64(got[i])-want[i]) > 1e-6 {
+		if !(math.Abs(float64(got[i])-want[i]) <= 1e-6) {
 			t.Errorf("4->8 output %d = %v, want %v", i, got[i], want[i])
 		}
 	}
@@ -56,7 +56,7 @@ func TestResampleConstantAndRamp(t *testing.T) {
 			c[i] = 0.375
 		}
 		for i, v := range Resample(c, tc.w, tc.h, tc.ow, tc.oh) {
-			if math.Abs(float64(v)-0.375) > 1e-6 {
+			if !(math.Abs(float64(v)-0.375) <= 1e-6) {
 				t.Fatalf("%v: constant image changed at %d: %v", tc, i, v)
 			}
 		}
@@ -72,7 +72,7 @@ func TestResampleConstantAndRamp(t *testing.T) {
 		for y := 0; y < tc.oh; y++ {
 			for x := margin; x < tc.ow-margin; x++ {
 				want := (float64(x)+0.5)*scale - 0.5
-				if got := float64(out[y*tc.ow+x]); math.Abs(got-want) > tc.tol {
+				if got := float64(out[y*tc.ow+x]); !(math.Abs(got-want) <= tc.tol) {
 					t.Fatalf("%v: ramp at (%d,%d) = %v, want %v", tc, x, y, got, want)
 				}
 			}
@@ -114,7 +114,7 @@ func TestResampleMatchesPillow(t *testing.T) {
 		for i, want := range c.Output {
 			d := math.Abs(float64(got[i])-want) / math.Max(math.Abs(want), 1e-3)
 			worst = math.Max(worst, d)
-			if d > 1e-5 {
+			if !(d <= 1e-5) {
 				t.Fatalf("%s: output %d = %v, Pillow %v", c.Name, i, got[i], want)
 			}
 		}

@@ -85,7 +85,7 @@ func TestSameSeedSameWeights(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if d > sameSeedTolerance[b.model] {
+				if !(d <= sameSeedTolerance[b.model]) {
 					t.Errorf("%d thread(s): two runs with the same seed differ by %g at %s (allowed %g)", threads, d, where, sameSeedTolerance[b.model])
 				} else if d != 0 {
 					t.Logf("%d thread(s): two runs with the same seed differ by %g at %s (allowed %g)", threads, d, where, sameSeedTolerance[b.model])
@@ -97,7 +97,7 @@ func TestSameSeedSameWeights(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("1 thread against 2 threads after %d steps: largest difference %g (%s)", determinismSteps, d, where)
-			if d > crossThreadTolerance {
+			if !(d <= crossThreadTolerance) {
 				t.Errorf("1 and 2 threads differ by %g at %s, more than the documented %g", d, where, crossThreadTolerance)
 			}
 		})

@@ -162,7 +162,7 @@ func TestMovingAverage(t *testing.T) {
 	got := movingAverage([]float64{0, 3, 6, 9}, 1)
 	want := []float64{1.5, 3, 6, 7.5}
 	for i := range want {
-		if math.Abs(got[i]-want[i]) > 1e-12 {
+		if !(math.Abs(got[i]-want[i]) <= 1e-12) {
 			t.Fatalf("movingAverage = %v, want %v", got, want)
 		}
 	}

@@ -132,7 +132,7 @@ func TestScoreEqualsEval(t *testing.T) {
 		}
 		// Both paths compute in float32; eval places an image in its batch
 		// by its index, scoring by its pixels, which can move the last bit.
-		if d := math.Abs(*r.Raw - want[i]); d > 1e-6*math.Max(1, math.Abs(want[i])) {
+		if d := math.Abs(*r.Raw - want[i]); !(d <= 1e-6*math.Max(1, math.Abs(want[i]))) {
 			t.Errorf("%s: score %v, eval %v", f.Path, *r.Raw, want[i])
 		} else if d == 0 {
 			exact++

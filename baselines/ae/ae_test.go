@@ -166,7 +166,7 @@ func TestHookLossReachesTheEncoder(t *testing.T) {
 	if maxDiff(with, without) < 1e-6 {
 		t.Fatal("the hook's loss did not change the gradient of the layer producing z")
 	}
-	if d := maxDiff(gradOf(t, zero, "dec.up2.conv.weight"), gradOf(t, testHook, "dec.up2.conv.weight")); d > 1e-6 {
+	if d := maxDiff(gradOf(t, zero, "dec.up2.conv.weight"), gradOf(t, testHook, "dec.up2.conv.weight")); !(d <= 1e-6) {
 		t.Fatalf("the hook changed the decoder's gradient by %g", d)
 	}
 }
@@ -253,7 +253,7 @@ func TestScoreAndMapShapes(t *testing.T) {
 		want, _ := sc.Adopt(m.Flatten(1, -1).MeanDims([]int64{1}, false)).Float32s()
 		got, _ := s.Float32s()
 		for i := range got {
-			if math.Abs(float64(got[i]-want[i])) > 1e-6 {
+			if !(math.Abs(float64(got[i]-want[i])) <= 1e-6) {
 				t.Errorf("score %v, mean of map %v", got, want)
 			}
 		}

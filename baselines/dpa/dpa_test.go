@@ -103,7 +103,7 @@ func compareTol(t *testing.T, f safetensors.File, prefix, name string, got *torc
 	}
 	check := func(label string, got, want []float32) {
 		rel := relDiff(got, want)
-		if rel > tol || math.IsNaN(rel) {
+		if !(rel <= tol) {
 			t.Errorf("NOT OK %s: relative diff %.3g > %g", label, rel, tol)
 			return
 		}
@@ -167,7 +167,7 @@ func TestParityWithPyTorch(t *testing.T) {
 	rp, l1 := f.Tensors["rp"].F32, f.Tensors["l1"].F32
 	wantScore := []float32{rp[0] + 0.1*l1[0], rp[1] + 0.1*l1[1]}
 	sc, _ := score.Float32s()
-	if rel := relDiff(sc, wantScore); rel > parityTol {
+	if rel := relDiff(sc, wantScore); !(rel <= parityTol) {
 		t.Errorf("NOT OK score %v, want %v", sc, wantScore)
 	} else {
 		t.Logf("OK score (relative diff %.2g)", rel)
@@ -188,7 +188,7 @@ func TestParityWithPyTorch(t *testing.T) {
 		"hook":  float64(f.Tensors["hook"].F32[0]),
 		"total": float64(f.Tensors["total"].F32[0]),
 	} {
-		if got := losses[name]; math.Abs(got-want) > parityTol*math.Abs(want) {
+		if got := losses[name]; !(math.Abs(got-want) <= parityTol*math.Abs(want)) {
 			t.Errorf("NOT OK loss %s = %v, want %v", name, got, want)
 		} else {
 			t.Logf("OK loss %s", name)
@@ -348,7 +348,7 @@ func TestScheduleScalesAndSkipsMixup(t *testing.T) {
 	if err := e.Restore(d.OptimizerState(), json.RawMessage(`{"steps": 1200, "lr_steps": 1000}`)); err != nil {
 		t.Fatal(err)
 	}
-	if math.Abs(e.LR()-8e-4) > 1e-12 {
+	if !(math.Abs(e.LR()-8e-4) <= 1e-12) {
 		t.Fatalf("lr after restore %v, want 8e-4", e.LR())
 	}
 	if len(e.OptimizerState()) != len(d.OptimizerState()) {

@@ -48,7 +48,7 @@ func TestMADDRObjectiveMatchesPyTorch(t *testing.T) {
 	}
 	for _, name := range []string{"rp", "l1", "focal_modality", "focal_organ", "center", "total"} {
 		want := float64(f.Tensors["loss."+name].F32[0])
-		if rel := math.Abs(losses[name]-want) / math.Max(math.Abs(want), 1e-12); rel > parityTol {
+		if rel := math.Abs(losses[name]-want) / math.Max(math.Abs(want), 1e-12); !(rel <= parityTol) {
 			t.Errorf("NOT OK loss %s: %v, want %v", name, losses[name], want)
 		} else {
 			t.Logf("OK loss %s (relative diff %.2g)", name, rel)

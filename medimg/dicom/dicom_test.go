@@ -347,7 +347,7 @@ func TestRealFiles(t *testing.T) {
 			}
 			lo, hi, mean := stats(fr.Pix)
 			t.Logf("%s: min %v max %v mean %.3f", tc.file, lo, hi, mean)
-			if lo != tc.lo || hi != tc.hi || math.Abs(mean-tc.mean) > 1e-3*math.Abs(tc.mean) {
+			if lo != tc.lo || hi != tc.hi || !(math.Abs(mean-tc.mean) <= 1e-3*math.Abs(tc.mean)) {
 				t.Errorf("min/max/mean %v/%v/%.4f, want %v/%v/%v", lo, hi, mean, tc.lo, tc.hi, tc.mean)
 			}
 			if f.Modality != tc.modality || fr.Width != tc.width || fr.Height != tc.height ||
@@ -386,7 +386,7 @@ func TestRealMonochrome1(t *testing.T) {
 	}
 	lo, hi, mean := stats(rawF)
 	t.Logf("4.dcm raw: min %v max %v mean %.3f", lo, hi, mean)
-	if lo != 0 || hi != 1011 || math.Abs(mean-552.382) > 1e-3*552.382 {
+	if lo != 0 || hi != 1011 || !(math.Abs(mean-552.382) <= 1e-3*552.382) {
 		t.Errorf("raw min/max/mean %v/%v/%.4f, want 0/1011/552.382", lo, hi, mean)
 	}
 	fr, _ := f.Frame(0)

@@ -86,7 +86,7 @@ func TestGreyFromEveryPNGKind(t *testing.T) {
 				t.Fatalf("%d pixels, want %d", len(got.Pix), len(tc.want))
 			}
 			for i := range tc.want {
-				if math.Abs(float64(got.Pix[i]-tc.want[i])) > 1e-3 {
+				if !(math.Abs(float64(got.Pix[i]-tc.want[i])) <= 1e-3) {
 					t.Errorf("pixel %d = %v, want %v", i, got.Pix[i], tc.want[i])
 				}
 			}
