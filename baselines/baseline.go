@@ -87,6 +87,15 @@ type Baseline interface {
 	Notes() []string
 }
 
+// LatentStage is implemented by baselines whose latent z exists only in part
+// of the run (f-AnoGAN: the encoder stage after the GAN stage). MADDR's
+// constraints can only act there, so MADDR places its mixup window there too.
+type LatentStage interface {
+	// LatentIterations returns the first and last iteration (from 1) in
+	// which TrainStep calls the hook; last is the run's last iteration.
+	LatentIterations() (first, last int)
+}
+
 // Calibrator is implemented by baselines that must look at training images
 // before training (e.g. DPA measuring feature statistics of a random VGG).
 type Calibrator interface {

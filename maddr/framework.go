@@ -2,6 +2,7 @@ package maddr
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 
 	"github.com/maddr-project/maddr/augment"
@@ -28,9 +29,13 @@ type Framework struct {
 	DrawMixup func(n int) (lam float64, perm []int)
 
 	organHead, modalityHead *nn.Linear
-	pcg                     *rand.PCG
-	rng                     *rand.Rand
-	notes                   []string
+	// mixupStart..mixupEnd are the iterations that mix their batch: the
+	// configured window, moved into the baseline's latent stage when it has
+	// one (first > last: none).
+	mixupStart, mixupEnd int
+	pcg                  *rand.PCG
+	rng                  *rand.Rand
+	notes                []string
 }
 
 // headsPrefix is where the heads live in the baseline's store, so they are
@@ -47,6 +52,7 @@ func New(base baselines.Baseline, cfg Config, classes Classes, seed uint64) (*Fr
 	}
 	pcg := rand.NewPCG(seed, 0x6d61646472)
 	f := &Framework{Base: base, Config: cfg, Classes: classes, pcg: pcg, rng: rand.New(pcg)}
+	f.placeMixupWindow()
 	store := base.Store().Sub(headsPrefix)
 	makeHead := func(name string, active bool, classes []string, inDims int) *nn.Linear {
 		if !active {
@@ -88,6 +94,77 @@ func New(base baselines.Baseline, cfg Config, classes Classes, seed uint64) (*Fr
 	return f, nil
 }
 
+// placeMixupWindow sets the iterations that mix. The configured window is
+// given for the whole run (Config.ScaleMixup scales the paper's 7001..10000
+// of 16000 to it). MADDR's losses, the reason for mixing, only act where the
+// baseline has a latent: for a baseline with a LatentStage the window keeps
+// its relative position but is taken as a fraction of that stage, and is
+// clipped into it (METHODS 3.4: f-AnoGAN mixes in the encoder stage only).
+func (f *Framework) placeMixupWindow() {
+	start, end := f.Config.Mixup.Start, f.Config.Mixup.End
+	staged, ok := f.Base.(baselines.LatentStage)
+	if !ok {
+		f.mixupStart, f.mixupEnd = start, end
+		return
+	}
+	first, last := staged.LatentIterations()
+	if first < 1 || last < first {
+		f.mixupStart, f.mixupEnd = 1, 0
+		return
+	}
+	stage := float64(last - first + 1)
+	scale := stage / float64(last)
+	f.mixupStart = max(first+int(math.Round(float64(start-1)*scale)), first)
+	f.mixupEnd = min(first-1+int(math.Round(float64(end)*scale)), last)
+	if f.mixupActiveAtAll() {
+		f.notes = append(f.notes, fmt.Sprintf("%s trains its latent only in iterations %d..%d: the mixup window %d..%d of the %d-iteration run "+
+			"is placed at the same relative position in that stage, iterations %d..%d", f.Base.Name(), first, last, start, end, last, f.mixupStart, f.mixupEnd))
+	}
+}
+
+// mixupActiveAtAll reports whether the configuration mixes on some iteration
+// of some window (mode and constraints permitting).
+func (f *Framework) mixupActiveAtAll() bool {
+	c := f.Config
+	c.Mixup.Start, c.Mixup.End = 1, math.MaxInt
+	return c.MixupActive(1)
+}
+
+// MixupActive reports whether iteration iter (from 1) mixes its batch.
+func (f *Framework) MixupActive(iter int) bool {
+	c := f.Config
+	c.Mixup.Start, c.Mixup.End = f.mixupStart, f.mixupEnd
+	return c.MixupActive(iter)
+}
+
+// MixupWindow returns the first and last iteration that mix (first > last
+// when none does, or when the configuration never mixes).
+func (f *Framework) MixupWindow() (first, last int) {
+	if !f.mixupActiveAtAll() {
+		return 1, 0
+	}
+	return f.mixupStart, f.mixupEnd
+}
+
+// MixupWarning returns a warning when MADDR's constraints are on and mixup
+// is wanted but no iteration of a run of the given length mixes (the window
+// misses the run, or the baseline's latent stage); "" otherwise.
+func (f *Framework) MixupWarning(iterations int) string {
+	if !f.Config.AnyConstraint() || !f.mixupActiveAtAll() {
+		return ""
+	}
+	first, last := f.MixupWindow()
+	if first <= last && first <= iterations && last >= 1 {
+		return ""
+	}
+	where := fmt.Sprintf("this run's %d iterations", iterations)
+	if staged, ok := f.Base.(baselines.LatentStage); ok {
+		a, b := staged.LatentIterations()
+		where = fmt.Sprintf("%s's latent stage (iterations %d..%d)", f.Base.Name(), a, b)
+	}
+	return fmt.Sprintf("the mixup window %d..%d lies outside %s, so no batch is mixed", f.Config.Mixup.Start, f.Config.Mixup.End, where)
+}
+
 // Notes are remarks for logs and reports (skipped heads, code-reproduction switches).
 func (f *Framework) Notes() []string {
 	return append(append([]string{}, f.notes...), f.Base.Notes()...)
@@ -127,7 +204,7 @@ func (f *Framework) Step(s *torch.Scope, iter int, b Batch) (baselines.Losses, e
 		return nil, fmt.Errorf("maddr: batch of %d images has %d organ and %d modality labels", n, len(b.Organ), len(b.Modality))
 	}
 	x := b.X
-	mixed := f.Config.MixupActive(iter) && n > 1
+	mixed := f.MixupActive(iter) && n > 1
 	var lam float64
 	var perm []int
 	if mixed {

@@ -279,3 +279,70 @@ func TestValidate(t *testing.T) {
 		t.Fatal("bad mixup mode accepted")
 	}
 }
+
+// stagedAE is linearAE with a latent that exists only in iterations
+// first..last, like f-AnoGAN's encoder stage.
+type stagedAE struct {
+	*linearAE
+	first, last int
+}
+
+func (s stagedAE) LatentIterations() (int, int) { return s.first, s.last }
+
+// TestMixupWindowIsPlacedInTheLatentStage checks where each kind of baseline
+// mixes: a one-stage baseline (DPA, AE, ...) keeps the configured window; a
+// staged one gets it at the same relative position inside its latent stage,
+// clipped to it, with a note; a window that misses the run or the stage warns.
+func TestMixupWindowIsPlacedInTheLatentStage(t *testing.T) {
+	window := func(base baselines.Baseline, cfg Config) (int, int, *Framework) {
+		t.Helper()
+		f, err := New(base, cfg, threeGroups, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b := f.MixupWindow()
+		return a, b, f
+	}
+	// One stage: unchanged, as before (DPA's behaviour).
+	if a, b, f := window(newLinearAE(t, 16, 32), Paper()); a != 7001 || b != 10000 || f.MixupWarning(16000) != "" {
+		t.Errorf("one-stage window %d..%d (warning %q), want the configured 7001..10000", a, b, f.MixupWarning(16000))
+	}
+	// f-AnoGAN's default split of 16000 iterations: the encoder stage is
+	// 10668..16000 (5333 iterations); 7000/16000 and 10000/16000 of it are
+	// 2333 and 3333 iterations in.
+	staged := func() stagedAE { return stagedAE{newLinearAE(t, 16, 32), 10668, 16000} }
+	a, b, f := window(staged(), Paper())
+	if a != 13001 || b != 14000 {
+		t.Errorf("staged window %d..%d, want 13001..14000", a, b)
+	}
+	if !strings.Contains(strings.Join(f.Notes(), ";"), "13001..14000") || f.MixupWarning(16000) != "" {
+		t.Errorf("notes %v, warning %q: want a note on the placement and no warning", f.Notes(), f.MixupWarning(16000))
+	}
+	for _, it := range []int{1, 7001, 10000, 13000, 14001} {
+		if f.MixupActive(it) {
+			t.Errorf("iteration %d mixes, outside the placed window", it)
+		}
+	}
+	if !f.MixupActive(13001) || !f.MixupActive(14000) {
+		t.Error("the placed window's ends must mix")
+	}
+	// A window reaching past the run is clipped to the stage's end.
+	cfg := Paper()
+	cfg.Mixup.Start, cfg.Mixup.End = 8001, 40000
+	if a, b, _ := window(staged(), cfg); a != 13335 || b != 16000 {
+		t.Errorf("clipped window %d..%d, want 13335..16000", a, b)
+	}
+	// Windows that miss warn, for both kinds.
+	cfg.Mixup.Start, cfg.Mixup.End = 17000, 18000
+	for _, base := range []baselines.Baseline{newLinearAE(t, 16, 32), staged()} {
+		_, _, f := window(base, cfg)
+		if w := f.MixupWarning(16000); !strings.Contains(w, "no batch is mixed") {
+			t.Errorf("%T: window %d..%d gives warning %q", base, cfg.Mixup.Start, cfg.Mixup.End, w)
+		}
+	}
+	// No warning when mixup is off or nothing asks for it.
+	cfg.Mixup.Mode = "off"
+	if _, _, f := window(staged(), cfg); f.MixupWarning(16000) != "" || f.MixupActive(17000) {
+		t.Error("mixup off must neither mix nor warn")
+	}
+}

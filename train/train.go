@@ -201,14 +201,13 @@ func Run(ctx context.Context, cfg Config, dir string, o Options) (*Result, error
 	if cfg.Iterations <= 0 {
 		cfg.Iterations = base.DefaultIterations()
 	}
-	mc := cfg.MADDR
-	if mc.AnyConstraint() && mc.Mixup.Mode != "off" && (mc.Mixup.End < 1 || mc.Mixup.Start > cfg.Iterations) {
-		logf("warning: the mixup window %d..%d lies outside this run's %d iterations, so no batch is mixed", mc.Mixup.Start, mc.Mixup.End, cfg.Iterations)
-	}
 	classes := maddr.Classes{Organs: vocabs.Organ, Modalities: vocabs.Modality}
-	fw, err := maddr.New(base, mc, classes, cfg.Seed)
+	fw, err := maddr.New(base, cfg.MADDR, classes, cfg.Seed)
 	if err != nil {
 		return nil, err
+	}
+	if w := fw.MixupWarning(cfg.Iterations); w != "" {
+		logf("warning: %s", w)
 	}
 	cfgJSON, _ := json.MarshalIndent(cfg, "", "  ")
 	if err := safetensors.WriteAtomic(filepath.Join(dir, ConfigFile), func(w io.Writer) error {
@@ -318,7 +317,7 @@ func Run(ctx context.Context, cfg Config, dir string, o Options) (*Result, error
 		if it%100 == 0 {
 			runtime.ReadMemStats(&ms)
 		}
-		if err := enc.Encode(LogEntry{Iter: it, Epoch: batch.Epoch, Losses: last, Mixup: fw.Config.MixupActive(it),
+		if err := enc.Encode(LogEntry{Iter: it, Epoch: batch.Epoch, Losses: last, Mixup: fw.MixupActive(it),
 			ImagesPS: rate, ElapsedS: elapsedBefore + elapsed, LiveHeapM: float64(ms.HeapAlloc) / (1 << 20)}); err != nil {
 			return nil, err
 		}

@@ -252,6 +252,10 @@ func (m *Model) Config() any { return m.cfg }
 // Stage is 1 while the GAN trains and 2 while the encoder trains.
 func (m *Model) Stage() int { return m.state.Stage }
 
+// LatentIterations implements baselines.LatentStage: z = E(x) exists in the
+// encoder stage, iterations WGANIters+1..Iterations.
+func (m *Model) LatentIterations() (first, last int) { return m.cfg.WGANIters + 1, m.cfg.Iterations }
+
 // AttachParams adds MADDR's heads to the encoder's optimizer: z only exists
 // in stage 2, so that is where they train.
 func (m *Model) AttachParams(params []*nn.Param) error {
@@ -374,7 +378,7 @@ func (m *Model) Notes() []string {
 			"then the izif encoder for iterations %d..%d; scores are meaningless before stage 2 has run",
 			c.WGANIters, c.WGANIters, c.NCritic, c.WGANIters+1, c.Iterations),
 		"MADDR's constraints act on z = E(x), which only exists in stage 2: the hook is not called in stage 1, " +
-			"so a mixup window that lies in stage 1 only mixes the GAN's training images",
+			"and MADDR places its mixup window inside stage 2",
 	}
 	if c.Width != DefaultWidth || c.LatentDim != DefaultLatent || c.ImageSize != 64 {
 		notes = append(notes, fmt.Sprintf("f-AnoGAN differs from the paper's network: %dx%d images, width %d, latent %d (paper: 64x64, 64, 128)",

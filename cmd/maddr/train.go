@@ -78,8 +78,8 @@ func addMADDRFlags(fs *flag.FlagSet) *maddrFlags {
 		labelBug:       fs.Bool("reproduce-label-bug", false, "train the organ head on modality labels, as the authors' code does"),
 		reproduceCode:  fs.Bool("reproduce-code", false, "all of the authors' code behaviours: frozen heads, weights 0.1, their center term, label bug"),
 		mixup:          fs.String("mixup", "auto", "auto (on when a constraint is active), on, off"),
-		mixupStart:     fs.Int("mixup-start", 0, "first mixup iteration (default: 7001/16000 of the run)"),
-		mixupEnd:       fs.Int("mixup-end", 0, "last mixup iteration (default: 10000/16000 of the run)"),
+		mixupStart:     fs.Int("mixup-start", 0, "first mixup iteration (default: 7001/16000 of the run; f-AnoGAN: placed at the same fraction of its encoder stage)"),
+		mixupEnd:       fs.Int("mixup-end", 0, "last mixup iteration (default: 10000/16000 of the run; f-AnoGAN: likewise)"),
 		mixupAlpha:     fs.Float64("mixup-alpha", 1, "mixup Beta(alpha, alpha)"),
 	}
 }
