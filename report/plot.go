@@ -209,6 +209,14 @@ type LossSeries struct {
 // readable) and returns a PNG. The y axis is logarithmic when every value
 // is positive, since terms of very different sizes share the plot.
 func LossCurves(title string, series []LossSeries) ([]byte, error) {
+	p, err := lossPlot(title, series)
+	if err != nil {
+		return nil, err
+	}
+	return pngOf(p, plotWidth, plotHeight)
+}
+
+func lossPlot(title string, series []LossSeries) (*plot.Plot, error) {
 	p := newPlot(title, "iteration", "loss (moving average)")
 	p.Legend.Top, p.Legend.Left = true, false
 	positive := true
@@ -251,7 +259,7 @@ func LossCurves(title string, series []LossSeries) ([]byte, error) {
 		p.Add(ln)
 		p.Legend.Add(s.Name, ln)
 	}
-	return pngOf(p, plotWidth, plotHeight)
+	return p, nil
 }
 
 // movingAverage is a centred running mean with window 2k+1 (shrunk at the ends).
