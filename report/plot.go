@@ -1,6 +1,7 @@
 // Package report draws what people look at after an experiment: ROC curves,
 // histograms of normal and abnormal scores with the decision threshold,
-// training-loss curves, t-SNE maps of latent codes, anomaly heat maps laid
+// learning curves (loss terms and validation AUC over the iterations),
+// t-SNE maps of latent codes, anomaly heat maps laid
 // over the images, and one self-contained HTML page that embeds all of them
 // next to the tables.
 //

@@ -1,8 +1,10 @@
 // Package train runs a training job end to end: it collects the data,
 // builds the baseline wrapped by MADDR, loops over batches with a progress
-// bar, logs every loss term to a JSONL file, writes atomic checkpoints, can
-// resume from the last one, and finally writes the model file that scoring
-// needs (weights, preprocessing, vocabularies, configuration).
+// bar, logs every loss term to a JSONL file, measures validation AUC per
+// group now and then to show whether it is learning (the learning curve),
+// writes atomic checkpoints, can resume from the last one, and finally writes
+// the model file that scoring needs (weights, preprocessing, vocabularies,
+// configuration).
 package train
 
 import (
