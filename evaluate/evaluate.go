@@ -60,7 +60,11 @@ type ScoringOptions struct {
 	CacheBytes int64
 	// Workers decoding in parallel (0: all cores).
 	Workers int
-	Logf    func(format string, args ...any)
+	// Verify decodes every image up front and reports the bad ones together
+	// (with SkipBad: leaves them out and logs them, so the loader's Samples
+	// are the survivors); without it a bad image stops scoring when reached.
+	Verify bool
+	Logf   func(format string, args ...any)
 }
 
 // NewScoringLoader prepares samples for ScoreLoader with the preprocessing pp.
@@ -69,7 +73,7 @@ func NewScoringLoader(ctx context.Context, samples []dataset.Sample, pp preproce
 		o.BatchSize = 32
 	}
 	return loader.New(ctx, samples, loader.Config{
-		Size: pp.Size, Transform: loader.Preprocess(pp), BatchSize: o.BatchSize, SkipBad: o.SkipBad, Lazy: true,
+		Size: pp.Size, Transform: loader.Preprocess(pp), BatchSize: o.BatchSize, SkipBad: o.SkipBad, Lazy: !o.Verify,
 		CacheBytes: o.CacheBytes, Workers: o.Workers, Logf: o.Logf,
 	})
 }

@@ -120,7 +120,7 @@ func newValidator(ctx context.Context, cfg Config, all []dataset.Sample, vocabs 
 		return nil, nil
 	}
 	ld, err := evaluate.NewScoringLoader(ctx, val, cfg.Preprocess, evaluate.ScoringOptions{
-		SkipBad: cfg.SkipBad, CacheBytes: cfg.CacheBytes, Workers: cfg.Workers, Logf: logf,
+		SkipBad: cfg.SkipBad, CacheBytes: cfg.CacheBytes, Workers: cfg.Workers, Verify: true, Logf: logf,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("validation images: %w", err)

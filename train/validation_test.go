@@ -265,3 +265,32 @@ func TestValidationNamesGroupsWithoutBothClasses(t *testing.T) {
 		t.Errorf("the missing class was reported %d times, want once: %q", n, notes)
 	}
 }
+
+// TestBadValidationImage: an unreadable validation image stops the run
+// before its first step, naming the file, unless bad images are skipped.
+func TestBadValidationImage(t *testing.T) {
+	cfg, samples := smallConfig(t)
+	cfg.Iterations = 2
+	missing := filepath.Join(t.TempDir(), "gone.png")
+	bad := dataset.Sample{Path: missing, Organ: "liver", Modality: "ct", Group: "liver-ct", Split: dataset.Val, Label: dataset.Abnormal}
+	with := append(slices.Clone(samples), bad)
+	steps := 0
+	_, err := Run(context.Background(), cfg, t.TempDir(), Options{Samples: with, AfterStep: func(int, baselines.Losses) { steps++ }})
+	if err == nil || !strings.Contains(err.Error(), missing) || steps != 0 {
+		t.Fatalf("after %d steps: err = %v, want an error naming %s before training", steps, err, missing)
+	}
+	cfg.SkipBad = true
+	res, err := Run(context.Background(), cfg, t.TempDir(), Options{Samples: with})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nVal := 0
+	for _, s := range samples {
+		if s.Split == dataset.Val {
+			nVal++
+		}
+	}
+	if got := res.Validation[0].Images; got != nVal {
+		t.Errorf("scored %d validation images, want the %d readable ones", got, nVal)
+	}
+}
