@@ -290,7 +290,7 @@ func Run(ctx context.Context, cfg Config, dir string, o Options) (*Result, error
 		every = 1000
 	}
 
-	curve, err := startCurve(ctx, cfg, all, vocabs, base, filepath.Join(dir, LogFile), start, o, bar, logf)
+	curve, err := startCurve(ctx, cfg, all, base, filepath.Join(dir, LogFile), start, o, bar, logf)
 	if err != nil {
 		return nil, err
 	}

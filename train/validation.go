@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -83,22 +84,23 @@ type validator struct {
 // newValidator prepares the validation split of the training groups; it
 // returns nil when validation is off or there is nothing to validate on,
 // after saying why once.
-func newValidator(ctx context.Context, cfg Config, all []dataset.Sample, vocabs dataset.Vocabs, base baselines.Baseline,
+func newValidator(ctx context.Context, cfg Config, all []dataset.Sample, base baselines.Baseline,
 	every int, logf func(string, ...any)) (*validator, error) {
 	if every < 0 {
 		return nil, nil
 	}
-	trained := map[string]bool{}
+	var trained []string
 	for _, s := range selectTrain(all, cfg.Groups) {
-		trained[s.Group] = true
+		if !slices.Contains(trained, s.Group) {
+			trained = append(trained, s.Group)
+		}
 	}
-	var val []dataset.Sample
+	sort.Strings(trained)
 	normal, abnormal := map[string]int{}, map[string]int{}
 	for _, s := range all {
-		if s.Split != dataset.Val || !trained[s.Group] {
+		if s.Split != dataset.Val {
 			continue
 		}
-		val = append(val, s)
 		if s.Label == dataset.Abnormal {
 			abnormal[s.Group]++
 		} else {
@@ -106,7 +108,7 @@ func newValidator(ctx context.Context, cfg Config, all []dataset.Sample, vocabs 
 		}
 	}
 	var groups []string
-	for g := range trained {
+	for _, g := range trained {
 		if normal[g] > 0 && abnormal[g] > 0 {
 			groups = append(groups, g)
 			continue
@@ -114,7 +116,12 @@ func newValidator(ctx context.Context, cfg Config, all []dataset.Sample, vocabs 
 		logf("validation: group %s has %d normal and %d abnormal validation images, so the learning curve has no AUC for it",
 			g, normal[g], abnormal[g])
 	}
-	sort.Strings(groups)
+	var val []dataset.Sample
+	for _, s := range all {
+		if s.Split == dataset.Val && slices.Contains(groups, s.Group) {
+			val = append(val, s)
+		}
+	}
 	if len(groups) == 0 {
 		logf("validation: no training group has both normal and abnormal validation images; the learning curve shows losses only")
 		return nil, nil
@@ -313,9 +320,9 @@ type curveRecorder struct {
 // startCurve prepares validation for a run that starts after iteration
 // start; a resumed run's earlier points come from its (already trimmed) log,
 // so its curve continues without repeating them.
-func startCurve(ctx context.Context, cfg Config, all []dataset.Sample, vocabs dataset.Vocabs, base baselines.Baseline,
+func startCurve(ctx context.Context, cfg Config, all []dataset.Sample, base baselines.Baseline,
 	logPath string, start int, o Options, bar *progress.Bar, logf func(string, ...any)) (*curveRecorder, error) {
-	v, err := newValidator(ctx, cfg, all, vocabs, base, o.ValEvery, logf)
+	v, err := newValidator(ctx, cfg, all, base, o.ValEvery, logf)
 	if err != nil {
 		return nil, err
 	}
