@@ -270,7 +270,7 @@ func runSchedule(p Params, tm *timer) (string, error) {
 	var last time.Time
 	var lastCPU float64
 	setup := 0.0
-	_, err = train.Run(ctx, cfg, dir, train.Options{AfterStep: func(it int, _ baselines.Losses) {
+	_, err = train.Run(ctx, cfg, dir, train.Options{ValEvery: -1, AfterStep: func(it int, _ baselines.Losses) {
 		now, cpu := time.Now(), cpuTime()
 		if it == 1 {
 			setup = now.Sub(start).Seconds()

@@ -15,10 +15,12 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/maddr-project/maddr/baselines"
 	"github.com/maddr-project/maddr/dataset"
 	"github.com/maddr-project/maddr/loader"
 	"github.com/maddr-project/maddr/metrics"
 	"github.com/maddr-project/maddr/modelfile"
+	"github.com/maddr-project/maddr/preprocess"
 	"github.com/maddr-project/maddr/torch"
 )
 
@@ -28,23 +30,63 @@ func ScoreSamples(ctx context.Context, m *modelfile.Model, samples []dataset.Sam
 	if len(samples) == 0 {
 		return nil, nil
 	}
-	if batchSize <= 0 {
-		batchSize = 32
-	}
-	pp := m.Manifest.Preprocess
-	ld, err := loader.New(ctx, samples, loader.Config{
-		Size: pp.Size, Transform: loader.Preprocess(pp), BatchSize: batchSize, SkipBad: skipBad, Lazy: true,
-		CacheBytes: -1,
-	})
+	ld, err := NewScoringLoader(ctx, samples, m.Manifest.Preprocess, ScoringOptions{BatchSize: batchSize, SkipBad: skipBad, CacheBytes: -1})
 	if err != nil {
 		return nil, err
 	}
 	defer ld.Close()
-	scores := make([]float64, len(samples))
+	scores, err := ScoreLoader(ctx, m.Framework.Base, ld)
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range scores {
+		if math.IsNaN(s) && !skipBad {
+			return nil, fmt.Errorf("%s: no score (the image was skipped or the model produced NaN)", samples[i].Where())
+		}
+	}
+	return scores, nil
+}
+
+// ScoringOptions tune a scoring loader. Batches are always BatchSize images
+// in sample order, so the same model scores the same images identically
+// whoever calls (evaluation, the validation during training).
+type ScoringOptions struct {
+	// BatchSize of the forward passes (0: 32).
+	BatchSize int
+	SkipBad   bool
+	// CacheBytes bounds the memory of cached preprocessed images (negative:
+	// no cache, 0: the loader's default). Scoring the same images
+	// repeatedly, as validation during training does, decodes them once.
+	CacheBytes int64
+	// Workers decoding in parallel (0: all cores).
+	Workers int
+	// Verify decodes every image up front and reports the bad ones together
+	// (with SkipBad: leaves them out and logs them, so the loader's Samples
+	// are the survivors); without it a bad image stops scoring when reached.
+	Verify bool
+	Logf   func(format string, args ...any)
+}
+
+// NewScoringLoader prepares samples for ScoreLoader with the preprocessing pp.
+func NewScoringLoader(ctx context.Context, samples []dataset.Sample, pp preprocess.Config, o ScoringOptions) (*loader.Loader, error) {
+	if o.BatchSize <= 0 {
+		o.BatchSize = 32
+	}
+	return loader.New(ctx, samples, loader.Config{
+		Size: pp.Size, Transform: loader.Preprocess(pp), BatchSize: o.BatchSize, SkipBad: o.SkipBad, Lazy: !o.Verify,
+		CacheBytes: o.CacheBytes, Workers: o.Workers, Logf: o.Logf,
+	})
+}
+
+// ScoreLoader returns base's raw anomaly score for every sample of ld
+// (parallel to ld.Samples()), computed without gradients in evaluation mode;
+// NaN marks an image that was skipped or that the model scored NaN.
+func ScoreLoader(ctx context.Context, base baselines.Baseline, ld *loader.Loader) ([]float64, error) {
+	scores := make([]float64, ld.Len())
 	for i := range scores {
 		scores[i] = math.NaN()
 	}
-	side := int64(pp.Size)
+	side := int64(ld.Size())
 	// One OS thread drives libtorch while scoring (see package torch, Threads).
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -55,7 +97,7 @@ func ScoreSamples(ctx context.Context, m *modelfile.Model, samples []dataset.Sam
 		err := torch.NoGrad(func() error {
 			return torch.Run(func(s *torch.Scope) error {
 				x := s.Adopt(torch.FromFloat32(batch.X, int64(batch.Len()), 1, side, side))
-				v, err := s.Adopt(m.Framework.Base.Score(x)).Float32s()
+				v, err := s.Adopt(base.Score(x)).Float32s()
 				if err != nil {
 					return err
 				}
@@ -67,11 +109,6 @@ func ScoreSamples(ctx context.Context, m *modelfile.Model, samples []dataset.Sam
 		})
 		if err != nil {
 			return nil, err
-		}
-	}
-	for i, s := range scores {
-		if math.IsNaN(s) && !skipBad {
-			return nil, fmt.Errorf("%s: no score (the image was skipped or the model produced NaN)", samples[i].Where())
 		}
 	}
 	return scores, nil

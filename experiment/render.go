@@ -1,7 +1,6 @@
 package experiment
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -313,8 +312,10 @@ func renderPage(d *Doc, results []*Result, logf func(string, ...any)) (*report.P
 		p.Figures(figs...)
 	}
 
-	p.Section("Training losses")
-	p.Para("Every logged loss term over the iterations (first seed, moving average over 2% of the run; log scale when all terms are positive).")
+	p.Section("Learning curves")
+	p.Para("Top: every logged loss term over the iterations (first seed, moving average over 2% of the run; log scale when all terms are positive). " +
+		"Bottom: the AUC of each training group on its validation split, measured during training without changing it (maddr train --val-every); " +
+		"the dashed line is chance. A curve that stays near 0.5 is a detector that has not learned to detect.")
 	for _, m := range d.Settings.Models {
 		var figs []report.Figure
 		done := map[string]bool{}
@@ -325,17 +326,17 @@ func renderPage(d *Doc, results []*Result, logf func(string, ...any)) (*report.P
 					continue
 				}
 				done[r.ID] = true
-				series, err := readLosses(filepath.Join(r.Dir, train.LogFile))
+				curve, err := train.ReadCurve(filepath.Join(r.Dir, train.LogFile))
 				if err != nil {
 					logf("warning: %v", err)
 					continue
 				}
-				b, err := report.LossCurves(r.ID, series)
+				b, err := curve.PNG(r.ID)
 				if err != nil {
 					logf("warning: %v", err)
 					continue
 				}
-				name := fmt.Sprintf("loss-%s.png", slug(r.ID))
+				name := fmt.Sprintf("curve-%s.png", slug(r.ID))
 				pngs[name] = b
 				figs = append(figs, report.Figure{PNG: b, Caption: fmt.Sprintf("%s (%s)", VariantLabel(d.Table, m, v), name)})
 			}
@@ -399,48 +400,6 @@ func tsneFigure(r *Result, title string) ([]byte, error) {
 		pts[i] = report.ScatterPoint{X: e[0], Y: e[1], Class: meta[i].Group, Abnormal: meta[i].Abnormal}
 	}
 	return report.Scatter(fmt.Sprintf("%s: t-SNE of %s", title, slice), pts)
-}
-
-// readLosses reads a training log into one series per loss term.
-func readLosses(path string) ([]report.LossSeries, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	byName := map[string]*report.LossSeries{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<16), 1<<24)
-	line := 0
-	for sc.Scan() {
-		line++
-		var e train.LogEntry
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			return nil, fmt.Errorf("%s line %d: %w", path, line, err)
-		}
-		for k, v := range e.Losses {
-			s := byName[k]
-			if s == nil {
-				s = &report.LossSeries{Name: k}
-				byName[k] = s
-			}
-			s.Iter = append(s.Iter, float64(e.Iter))
-			s.Value = append(s.Value, v)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	names := make([]string, 0, len(byName))
-	for k := range byName {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	out := make([]report.LossSeries, 0, len(names))
-	for _, n := range names {
-		out = append(out, *byName[n])
-	}
-	return out, nil
 }
 
 // Merge writes the tables and the report of a grid run as shards in

@@ -12,6 +12,7 @@ import (
 
 	"github.com/maddr-project/maddr/metrics"
 	"github.com/maddr-project/maddr/safetensors"
+	"github.com/maddr-project/maddr/train"
 )
 
 // File and directory names inside an experiment directory.
@@ -49,6 +50,9 @@ type Result struct {
 	HeatMaps map[string]HeatMap `json:"heat_maps,omitempty"`
 	// Latent is the file holding z_c of some test images ("" when not kept).
 	Latent string `json:"latent,omitempty"`
+	// Validation is the learning curve's validation AUC per group, measured
+	// during training on the validation split of the training groups.
+	Validation []train.Validation `json:"validation,omitempty"`
 
 	// Dir is where the cell was read from (not stored).
 	Dir string `json:"-"`

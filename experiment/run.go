@@ -37,6 +37,9 @@ type Options struct {
 	AfterStep func(c Cell, iter int, losses baselines.Losses)
 	// NoReport skips writing the tables and the report at the end.
 	NoReport bool
+	// ValEvery is train.Options.ValEvery for every cell: how often the
+	// learning curve measures validation AUC. It does not change results.
+	ValEvery int
 }
 
 // Summary tells what a run did.
@@ -153,7 +156,7 @@ func Run(ctx context.Context, s Settings, dir string, o Options) (*Summary, erro
 func runCell(ctx context.Context, s Settings, c Cell, samples []dataset.Sample, dir, label string, o Options) (*Result, error) {
 	cellDir := filepath.Join(dir, CellsDir, c.ID)
 	started := time.Now()
-	topts := train.Options{Resume: true, Samples: samples, Progress: o.Progress, Logf: o.Logf, Label: label}
+	topts := train.Options{Resume: true, Samples: samples, Progress: o.Progress, Logf: o.Logf, Label: label, ValEvery: o.ValEvery}
 	if o.AfterStep != nil {
 		topts.AfterStep = func(it int, l baselines.Losses) { o.AfterStep(c, it, l) }
 	}
@@ -241,7 +244,7 @@ func runCell(ctx context.Context, s Settings, c Cell, samples []dataset.Sample, 
 		Started: started.UTC(), Finished: time.Now().UTC(),
 		Timings:    Timings{TrainS: trainS, EvalS: evalS, ExtrasS: extrasS, TotalS: time.Since(started).Seconds(), ImagesPerS: tr.ImagesPerS},
 		Iterations: tr.Iterations, LatentDim: m.Framework.Base.LatentDim(), Notes: tr.Notes, Results: rep.Results, Counts: rep.Counts, Scores: scores,
-		HeatMaps: heat, Latent: latent, Dir: cellDir,
+		HeatMaps: heat, Latent: latent, Dir: cellDir, Validation: tr.Validation,
 	}
 	if err := writeJSON(filepath.Join(cellDir, CellFile), r); err != nil {
 		return nil, err

@@ -14,6 +14,7 @@ import (
 	"github.com/maddr-project/maddr/baselines"
 	"github.com/maddr-project/maddr/dataset"
 	"github.com/maddr-project/maddr/phantom"
+	"github.com/maddr-project/maddr/train"
 )
 
 // tinySamples is the phantom at 5% of the paper's split sizes: about 11
@@ -83,6 +84,13 @@ func TestTable1RunResumeShardMerge(t *testing.T) {
 		t.Errorf("maddr cell record incomplete: %+v", r)
 	}
 	if _, err := os.Stat(filepath.Join(r.Dir, "model.safetensors")); err != nil {
+		t.Error(err)
+	}
+	// Its learning curve runs from the untrained model to the last iteration, over every group it trained on.
+	if v := r.Validation; len(v) < 2 || v[0].Iter != 0 || v[len(v)-1].Iter != r.Iterations || len(v[len(v)-1].AUC) != 3 {
+		t.Errorf("maddr cell learning curve: %+v", v)
+	}
+	if _, err := os.Stat(filepath.Join(r.Dir, train.CurveFile)); err != nil {
 		t.Error(err)
 	}
 	if _, err := os.Stat(filepath.Join(r.Dir, "checkpoint.safetensors")); !errors.Is(err, os.ErrNotExist) {
@@ -207,7 +215,7 @@ func checkOutputs(t *testing.T, dir string, table Table, cells int) {
 		t.Fatal(err)
 	}
 	page := string(html)
-	for _, want := range []string{"<table>", "ROC curves", "t-SNE of z_c", "Heat maps", "Training losses", "NOT comparable"} {
+	for _, want := range []string{"<table>", "ROC curves", "t-SNE of z_c", "Heat maps", "Learning curves", "NOT comparable"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("report lacks %q", want)
 		}
@@ -219,7 +227,7 @@ func checkOutputs(t *testing.T, dir string, table Table, cells int) {
 		t.Error("report refers to outside files")
 	}
 	pngs, _ := filepath.Glob(filepath.Join(dir, PlotsDir, "*.png"))
-	for _, prefix := range []string{"roc-", "hist-", "heat-", "tsne-", "loss-"} {
+	for _, prefix := range []string{"roc-", "hist-", "heat-", "tsne-", "curve-"} {
 		found := false
 		for _, p := range pngs {
 			found = found || strings.HasPrefix(filepath.Base(p), prefix)

@@ -1,6 +1,7 @@
 // Package report draws what people look at after an experiment: ROC curves,
 // histograms of normal and abnormal scores with the decision threshold,
-// training-loss curves, t-SNE maps of latent codes, anomaly heat maps laid
+// learning curves (loss terms and validation AUC over the iterations),
+// t-SNE maps of latent codes, anomaly heat maps laid
 // over the images, and one self-contained HTML page that embeds all of them
 // next to the tables.
 //
@@ -209,6 +210,14 @@ type LossSeries struct {
 // readable) and returns a PNG. The y axis is logarithmic when every value
 // is positive, since terms of very different sizes share the plot.
 func LossCurves(title string, series []LossSeries) ([]byte, error) {
+	p, err := lossPlot(title, series)
+	if err != nil {
+		return nil, err
+	}
+	return pngOf(p, plotWidth, plotHeight)
+}
+
+func lossPlot(title string, series []LossSeries) (*plot.Plot, error) {
 	p := newPlot(title, "iteration", "loss (moving average)")
 	p.Legend.Top, p.Legend.Left = true, false
 	positive := true
@@ -251,7 +260,7 @@ func LossCurves(title string, series []LossSeries) ([]byte, error) {
 		p.Add(ln)
 		p.Legend.Add(s.Name, ln)
 	}
-	return pngOf(p, plotWidth, plotHeight)
+	return p, nil
 }
 
 // movingAverage is a centred running mean with window 2k+1 (shrunk at the ends).

@@ -1,8 +1,10 @@
 // Package train runs a training job end to end: it collects the data,
 // builds the baseline wrapped by MADDR, loops over batches with a progress
-// bar, logs every loss term to a JSONL file, writes atomic checkpoints, can
-// resume from the last one, and finally writes the model file that scoring
-// needs (weights, preprocessing, vocabularies, configuration).
+// bar, logs every loss term to a JSONL file, measures validation AUC per
+// group now and then to show whether it is learning (the learning curve),
+// writes atomic checkpoints, can resume from the last one, and finally writes
+// the model file that scoring needs (weights, preprocessing, vocabularies,
+// configuration).
 package train
 
 import (
@@ -93,6 +95,14 @@ type Options struct {
 	// AfterStep, when set, is called after every iteration (experiments use
 	// it to watch losses; tests use it to interrupt a run).
 	AfterStep func(iter int, losses baselines.Losses)
+	// ValEvery evaluates validation AUC per group every so many iterations
+	// (and before the first and after the last); 0 does it
+	// DefaultValidations times evenly spaced plus both ends; negative never.
+	// It does not change the trained weights.
+	ValEvery int
+	// OnValidation, when set, receives every point of the learning curve as
+	// it is measured.
+	OnValidation func(Validation)
 }
 
 // File names inside a run directory.
@@ -112,17 +122,25 @@ type Result struct {
 	ImagesPerS float64
 	Final      baselines.Losses
 	Notes      []string
+	// Validation is the learning curve's AUC part, including the points
+	// measured before a resume.
+	Validation []Validation
+	// CurvePath is the learning-curve PNG ("" if it could not be drawn).
+	CurvePath string
 }
 
 // LogEntry is one line of the JSONL training log.
 type LogEntry struct {
 	Iter      int                `json:"iter"`
 	Epoch     int                `json:"epoch"`
-	Losses    map[string]float64 `json:"losses"`
+	Losses    map[string]float64 `json:"losses,omitempty"`
 	Mixup     bool               `json:"mixup,omitempty"`
 	ImagesPS  float64            `json:"images_per_s"`
 	ElapsedS  float64            `json:"elapsed_s"`
 	LiveHeapM float64            `json:"go_heap_mib,omitempty"`
+	// Validation is set on the iterations after which the model was
+	// evaluated on the validation split (iteration 0: before training).
+	Validation *Validation `json:"validation,omitempty"`
 }
 
 // checkpointState is the JSON stored with a checkpoint.
@@ -261,11 +279,7 @@ func Run(ctx context.Context, cfg Config, dir string, o Options) (*Result, error
 
 	var bar *progress.Bar
 	if o.Progress != nil {
-		label := o.Label
-		if label == "" {
-			label = "train " + cfg.Model
-		}
-		bar = progress.New(o.Progress, cfg.Iterations, progress.Options{Label: label, Unit: "img"})
+		bar = progress.New(o.Progress, cfg.Iterations, progress.Options{Label: runLabel(cfg, o), Unit: "img"})
 		if start > 0 {
 			bar.Add(start, 0)
 		}
@@ -273,6 +287,17 @@ func Run(ctx context.Context, cfg Config, dir string, o Options) (*Result, error
 	every := cfg.CheckpointEvery
 	if every <= 0 {
 		every = 1000
+	}
+
+	curve, err := startCurve(ctx, cfg, all, base, filepath.Join(dir, LogFile), start, o, bar, logf)
+	if err != nil {
+		return nil, err
+	}
+	defer curve.close()
+	if start == 0 {
+		if err := logUntrained(ctx, curve, enc); err != nil {
+			return nil, err
+		}
 	}
 
 	bpe := ld.BatchesPerEpoch()
@@ -311,14 +336,18 @@ func Run(ctx context.Context, cfg Config, dir string, o Options) (*Result, error
 			return nil, fmt.Errorf("iteration %d: loss term %q is %v; stopping. The last good checkpoint (if any) is %s",
 				it, bad, last[bad], ckPath)
 		}
+		val, err := curve.at(ctx, it)
+		if err != nil {
+			return nil, err
+		}
 		elapsed := time.Since(t0).Seconds()
-		rate := float64((it-start)*cfg.BatchSize) / math.Max(elapsed, 1e-9)
+		rate := float64((it-start)*cfg.BatchSize) / math.Max(elapsed-curve.inLoop, 1e-9)
 		var ms runtime.MemStats
 		if it%100 == 0 {
 			runtime.ReadMemStats(&ms)
 		}
 		if err := enc.Encode(LogEntry{Iter: it, Epoch: batch.Epoch, Losses: last, Mixup: fw.MixupActive(it),
-			ImagesPS: rate, ElapsedS: elapsedBefore + elapsed, LiveHeapM: float64(ms.HeapAlloc) / (1 << 20)}); err != nil {
+			ImagesPS: rate, ElapsedS: elapsedBefore + elapsed, LiveHeapM: float64(ms.HeapAlloc) / (1 << 20), Validation: val}); err != nil {
 			return nil, err
 		}
 		if bar != nil {
@@ -342,7 +371,7 @@ func Run(ctx context.Context, cfg Config, dir string, o Options) (*Result, error
 	}
 	training, _ := json.Marshal(map[string]any{
 		"sources": cfg.Sources, "groups": cfg.Groups, "iterations": cfg.Iterations, "batch_size": cfg.BatchSize,
-		"seconds": total, "train_images": ld.Len(),
+		"seconds": total, "train_images": ld.Len(), "validation": curve.points,
 	})
 	modelPath := filepath.Join(dir, ModelFile)
 	err = modelfile.Save(modelPath, fw, modelfile.Manifest{
@@ -353,11 +382,31 @@ func Run(ctx context.Context, cfg Config, dir string, o Options) (*Result, error
 	if err != nil {
 		return nil, err
 	}
+	steps := time.Since(t0).Seconds() - curve.inLoop
+	curvePath := curve.finish(dir, runLabel(cfg, o), steps, logf)
 	return &Result{
 		Dir: dir, ModelPath: modelPath, Iterations: cfg.Iterations, Seconds: total,
-		ImagesPerS: float64((cfg.Iterations-start)*cfg.BatchSize) / math.Max(time.Since(t0).Seconds(), 1e-9),
-		Final:      last, Notes: fw.Notes(),
+		ImagesPerS: float64((cfg.Iterations-start)*cfg.BatchSize) / math.Max(steps, 1e-9),
+		Final:      last, Notes: fw.Notes(), Validation: curve.points, CurvePath: curvePath,
 	}, nil
+}
+
+// runLabel names the run on its progress bar and learning curve.
+func runLabel(cfg Config, o Options) string {
+	if o.Label != "" {
+		return o.Label
+	}
+	return "train " + cfg.Model
+}
+
+// logUntrained evaluates the model before its first step, so the curve
+// starts from what an untrained network scores, and logs it as iteration 0.
+func logUntrained(ctx context.Context, curve *curveRecorder, enc *json.Encoder) error {
+	val, err := curve.at(ctx, 0)
+	if err != nil || val == nil {
+		return err
+	}
+	return enc.Encode(LogEntry{Iter: 0, Validation: val})
 }
 
 // truncateLog keeps the lines of the JSONL log up to iteration last.

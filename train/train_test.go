@@ -157,11 +157,12 @@ func TestResumeTrimsTheLogAndTemporaryFiles(t *testing.T) {
 	}
 	data, _ := os.ReadFile(filepath.Join(dir, LogFile))
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-	if len(lines) != cfg.Iterations {
-		t.Fatalf("log has %d lines after resume, want one per iteration (%d)", len(lines), cfg.Iterations)
+	// Line 0 is the validation of the untrained model.
+	if len(lines) != cfg.Iterations+1 {
+		t.Fatalf("log has %d lines after resume, want one per iteration (%d) and one before training", len(lines), cfg.Iterations)
 	}
 	for i, l := range lines {
-		if !strings.Contains(l, fmt.Sprintf(`"iter":%d,`, i+1)) {
+		if !strings.Contains(l, fmt.Sprintf(`"iter":%d,`, i)) {
 			t.Fatalf("line %d is %s", i+1, l)
 		}
 	}

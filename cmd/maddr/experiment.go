@@ -84,6 +84,7 @@ func runExperimentTable(table experiment.Table, args []string, stdout, stderr io
 	threads := fs.Int("threads", 0, "libtorch threads (0: all cores)")
 	workers := fs.Int("workers", 0, "data loading workers (0: all cores)")
 	cacheMB := fs.Int64("cache-mb", 1024, "memory for cached preprocessed images (MiB)")
+	valEvery := fs.Int("val-every", 0, "evaluate validation AUC per group every N iterations, plus before the first and after the last (0: 5 times evenly spaced plus both ends; -1: never); it does not change the trained weights")
 	every := fs.Int("checkpoint-every", 0, "checkpoint interval in iterations (0: a fifth of the run, at most 1000)")
 	skipBad := fs.Bool("skip-bad", false, "log and skip unreadable images")
 	device := fs.String("device", "cpu", "cpu or cuda[:N]")
@@ -162,7 +163,7 @@ func runExperimentTable(table experiment.Table, args []string, stdout, stderr io
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
 	sum, err := experiment.Run(ctx, s, dir, experiment.Options{
-		Shard: sh, Progress: stderr, Logf: logTo(stderr), Version: buildVersion(), NoReport: *noReport,
+		Shard: sh, Progress: stderr, Logf: logTo(stderr), Version: buildVersion(), NoReport: *noReport, ValEvery: *valEvery,
 	})
 	if err != nil {
 		if ctx.Err() != nil {

@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/maddr-project/maddr/augment"
@@ -174,6 +176,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	skipBad := fs.Bool("skip-bad", false, "log and skip unreadable images instead of stopping with their list")
 	out := fs.String("out", "", "run directory (required)")
 	resume := fs.Bool("resume", false, "continue from the run directory's last checkpoint")
+	valEvery := fs.Int("val-every", 0, "evaluate validation AUC per group every N iterations, plus before the first and after the last (0: 5 times evenly spaced plus both ends; -1: never); it does not change the trained weights")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -216,11 +219,12 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
 	train.Version = buildVersion()
-	res, err := train.Run(ctx, cfg, *out, train.Options{Resume: *resume, Progress: stderr, Logf: logTo(stderr)})
+	res, err := train.Run(ctx, cfg, *out, train.Options{Resume: *resume, Progress: stderr, Logf: logTo(stderr), ValEvery: *valEvery})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "trained %s for %d iterations in %.1f s (%.1f images/s)\nmodel: %s\n", cfg.Model, res.Iterations, res.Seconds, res.ImagesPerS, res.ModelPath)
+	printCurve(stdout, res)
 	for _, n := range res.Notes {
 		fmt.Fprintf(stdout, "note: %s\n", n)
 	}
@@ -241,4 +245,34 @@ func checkDevice(name string) error {
 
 func logTo(w io.Writer) func(string, ...any) {
 	return func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+}
+
+// printCurve shows the validation AUC measured during training, every
+// point when there are few, else the first and the last few.
+func printCurve(w io.Writer, res *train.Result) {
+	if len(res.Validation) > 0 {
+		fmt.Fprintln(w, "validation AUC % during training:")
+	}
+	const shown = 12
+	for i, p := range res.Validation {
+		if n := len(res.Validation); n > shown && i >= 2 && i < n-(shown-3) {
+			if i == 2 {
+				fmt.Fprintf(w, "  ... %d more points in %s\n", n-(shown-1), filepath.Join(res.Dir, train.LogFile))
+			}
+			continue
+		}
+		groups := make([]string, 0, len(p.AUC))
+		for g := range p.AUC {
+			groups = append(groups, g)
+		}
+		sort.Strings(groups)
+		parts := make([]string, len(groups))
+		for k, g := range groups {
+			parts[k] = fmt.Sprintf("%s %.2f", g, 100*p.AUC[g])
+		}
+		fmt.Fprintf(w, "  iteration %d: %s\n", p.Iter, strings.Join(parts, ", "))
+	}
+	if res.CurvePath != "" {
+		fmt.Fprintf(w, "learning curve: %s\n", res.CurvePath)
+	}
 }
