@@ -39,7 +39,7 @@ type Settings struct {
 	// VGGRandomInit runs with a randomly initialised VGG (not the paper's).
 	VGGRandomInit bool `json:"vgg_random_init,omitempty"`
 	// VGGInit is the random VGG's initialisation (perceptual.InitScheme;
-	// empty: PyTorch's default). Only with VGGRandomInit.
+	// empty: DefaultRandomInit). Only with VGGRandomInit.
 	VGGInit string `json:"vgg_init,omitempty"`
 	// VGGNorm is the feature normalisation (perceptual.Normalisation; empty:
 	// ImageNet statistics with real weights, DefaultRandomNorm with a random
@@ -93,10 +93,14 @@ type DPA struct {
 	steps  int
 }
 
-// DefaultRandomNorm is the feature normalisation of a random VGG unless
-// vgg_norm says otherwise. It was chosen by validation AUC on the phantom set
-// among the variants in docs/vgg-calibration.md.
-const DefaultRandomNorm = perceptual.NormTrainMeanStd
+// DefaultRandomInit and DefaultRandomNorm are a random VGG's initialisation
+// and feature normalisation unless vgg_init and vgg_norm say otherwise. They
+// were chosen by validation AUC on the phantom set among the variants in
+// docs/vgg-calibration.md.
+const (
+	DefaultRandomInit = perceptual.InitPyTorchDefault
+	DefaultRandomNorm = perceptual.NormTrainMeanStd
+)
 
 // resolveVGG checks the VGG settings and fills in the defaults, so that a
 // stored Config names the initialisation and normalisation it was trained with.
@@ -110,6 +114,9 @@ func resolveVGG(set Settings) (Settings, error) {
 		}
 		set.VGGNorm = string(perceptual.NormImageNet)
 		return set, nil
+	}
+	if set.VGGInit == "" {
+		set.VGGInit = string(DefaultRandomInit)
 	}
 	scheme, err := perceptual.ParseInitScheme(set.VGGInit)
 	if err != nil {

@@ -473,7 +473,7 @@ func BenchmarkScore(b *testing.B) {
 func TestVGGInitAndNormalisationOptions(t *testing.T) {
 	// Defaults are resolved into the Config, so a model file names them.
 	d := build(t, 16, `{"vgg_random_init": true, "vgg_width_divisor": 16}`)
-	if d.cfg.VGGInit != string(perceptual.InitPyTorchDefault) || d.cfg.VGGNorm != string(DefaultRandomNorm) {
+	if d.cfg.VGGInit != string(DefaultRandomInit) || d.cfg.VGGNorm != string(DefaultRandomNorm) {
 		t.Fatalf("random defaults: init %q norm %q", d.cfg.VGGInit, d.cfg.VGGNorm)
 	}
 	r := build(t, 16, smallRaw)

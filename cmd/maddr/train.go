@@ -125,8 +125,9 @@ func addModelOptionFlags(fs *flag.FlagSet) *modelOptionFlags {
 		raw:           fs.String("model-options", "", "baseline-specific settings as a JSON object (see docs/models)"),
 		vggWeights:    fs.String("vgg-weights", "", "VGG19 weights for DPA's perceptual loss (default $"+vggWeightsEnv+")"),
 		vggRandomInit: fs.Bool("vgg-random-init", false, "let DPA run with a randomly initialised VGG19 (results are then not the paper's)"),
-		vggInit: fs.String("vgg-init", "", "random VGG19 initialisation: "+string(perceptual.InitPyTorchDefault)+" (default) or "+
-			string(perceptual.InitTorchvision)+" (kaiming normal fan_out, zero biases); needs --vgg-random-init"),
+		vggInit: fs.String("vgg-init", "", "random VGG19 initialisation: "+string(perceptual.InitPyTorchDefault)+" or "+
+			string(perceptual.InitTorchvision)+" (kaiming normal fan_out, zero biases); default "+string(dpa.DefaultRandomInit)+
+			"; needs --vgg-random-init"),
 		vggNorm: fs.String("vgg-norm", "", "DPA's VGG feature normalisation: "+string(perceptual.NormImageNet)+", "+string(perceptual.NormTrainMeanStd)+
 			" or "+string(perceptual.NormTrainRMS)+" (default: imagenet with real weights, "+string(dpa.DefaultRandomNorm)+
 			" with --vgg-random-init; see docs/vgg-calibration.md)"),

@@ -4,6 +4,7 @@
 // never made on test) and writes each group's validation AUC.
 //
 //	go run ./tools/vggcal --data phantom,difficulty=0.1,scale=0.5 --out /tmp/vggcal
+//	go run ./tools/vggcal --real testdata/real/mricron/ch2.nii.gz --size 64 --out /tmp/vggcal
 package main
 
 import (
@@ -26,6 +27,7 @@ import (
 	"github.com/maddr-project/maddr/metrics"
 	"github.com/maddr-project/maddr/modelfile"
 	"github.com/maddr-project/maddr/safetensors"
+	"github.com/maddr-project/maddr/torch"
 	"github.com/maddr-project/maddr/train"
 )
 
@@ -72,10 +74,29 @@ func main() {
 	size := flag.Int("size", 64, "network input side")
 	threads := flag.Int("threads", 0, "libtorch threads (0: all cores)")
 	out := flag.String("out", "", "output directory (required)")
+	volume := flag.String("real", "", "instead of training: the training-free real-image check on this brain MRI volume (see real.go)")
+	slices := flag.String("slices", "40-140", "axial slice range of --real")
 	flag.Parse()
 	if *out == "" {
 		fmt.Fprintln(os.Stderr, "vggcal: --out is required")
 		os.Exit(2)
+	}
+	if *volume != "" {
+		var first, last int
+		if _, err := fmt.Sscanf(*slices, "%d-%d", &first, &last); err != nil || first < 0 || last < first {
+			fmt.Fprintf(os.Stderr, "vggcal: --slices %q is not FIRST-LAST\n", *slices)
+			os.Exit(2)
+		}
+		seed, err := strconv.ParseUint(strings.Split(*seeds, ",")[0], 10, 64)
+		if err == nil {
+			torch.SetNumThreads(*threads)
+			err = runReal(*volume, first, last, *size, seed, *out)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "vggcal:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if err := run(*data, *names, *seeds, *iterations, *batch, *size, *threads, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "vggcal:", err)
