@@ -45,6 +45,37 @@ func ImageNetStats() (r32, r42 [2][]float32, err error) {
 	return
 }
 
+// Normalisation names the per-channel statistics the features are
+// normalised with before the relative L1 is taken.
+type Normalisation string
+
+// Feature normalisations.
+const (
+	// NormImageNet uses DPA's ImageNet statistics (the paper's, and the only
+	// choice with real weights).
+	NormImageNet Normalisation = "imagenet"
+	// NormTrainMeanStd subtracts the per-channel mean and divides by the
+	// per-channel standard deviation, both measured on training images
+	// (METHODS 7.9).
+	NormTrainMeanStd Normalisation = "train-mean-std"
+	// NormTrainRMS divides by the per-channel root mean square measured on
+	// training images, without centring: ReLU features stay non-negative and
+	// a channel that is constant on the training images still counts.
+	NormTrainRMS Normalisation = "train-rms"
+)
+
+// Calibrated reports whether n is measured on training images.
+func (n Normalisation) Calibrated() bool { return n == NormTrainMeanStd || n == NormTrainRMS }
+
+// ParseNormalisation accepts the Normalisation names.
+func ParseNormalisation(s string) (Normalisation, error) {
+	switch n := Normalisation(s); n {
+	case NormImageNet, NormTrainMeanStd, NormTrainRMS:
+		return n, nil
+	}
+	return "", fmt.Errorf("perceptual: unknown VGG feature normalisation %q (want %s, %s or %s)", s, NormImageNet, NormTrainMeanStd, NormTrainRMS)
+}
+
 // Loss is the relative perceptual L1 loss of METHODS 2.4 on a VGG.
 //
 // Per layer l in {r32, r42} and per image: n = (f_l - mean_l) / divisor_l per
@@ -56,8 +87,10 @@ type Loss struct {
 	// live in the owner's store so model files carry them (calibrated values
 	// in random mode).
 	mean, div [2]*torch.Tensor
-	// Calibrated is true once Calibrate replaced the ImageNet statistics.
+	// Calibrated is true once Calibrate or CalibrateRMS replaced the
+	// ImageNet statistics; Norm says which statistics are in use.
 	Calibrated bool
+	Norm       Normalisation
 	// CalibrationImages is how many images Calibrate measured.
 	CalibrationImages int
 }
@@ -70,7 +103,7 @@ func NewLoss(v *VGG, s *nn.Store) (*Loss, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Loss{VGG: v}
+	l := &Loss{VGG: v, Norm: NormImageNet}
 	c32, c42 := v.Channels()
 	for i, layer := range []struct {
 		name  string
@@ -159,7 +192,25 @@ const calibrationChunk = 32
 // term near zero. A channel whose deviation is below 1% of the layer's mean
 // deviation (a ReLU that never fires) gets that floor as divisor, so it
 // cannot blow up. Each call measures afresh.
-func (l *Loss) Calibrate(x *torch.Tensor) error {
+func (l *Loss) Calibrate(x *torch.Tensor) error { return l.calibrate(x, NormTrainMeanStd) }
+
+// CalibrateRMS is Calibrate without centring: the mean is set to zero and
+// each channel is divided by its root mean square on x, floored the same way.
+func (l *Loss) CalibrateRMS(x *torch.Tensor) error { return l.calibrate(x, NormTrainRMS) }
+
+// CalibrateWith measures the statistics norm needs on x; NormImageNet
+// needs none and leaves the statistics as they are.
+func (l *Loss) CalibrateWith(norm Normalisation, x *torch.Tensor) error {
+	switch norm {
+	case NormImageNet:
+		return nil
+	case NormTrainMeanStd, NormTrainRMS:
+		return l.calibrate(x, norm)
+	}
+	return fmt.Errorf("perceptual: cannot calibrate for normalisation %q", norm)
+}
+
+func (l *Loss) calibrate(x *torch.Tensor, norm Normalisation) error {
 	if err := x.Err(); err != nil {
 		return fmt.Errorf("perceptual: calibration images: %w", err)
 	}
@@ -210,8 +261,13 @@ func (l *Loss) Calibrate(x *torch.Tensor) error {
 		avgStd := 0.0
 		for ch := range c {
 			m := sum[i][ch] / count[i]
-			v := max(sumSq[i][ch]/count[i]-m*m, 0)
-			mean[ch], std[ch] = float32(m), math.Sqrt(v)
+			if norm == NormTrainRMS {
+				// mean stays 0; "std" is then the RMS about zero.
+				std[ch] = math.Sqrt(sumSq[i][ch] / count[i])
+			} else {
+				v := max(sumSq[i][ch]/count[i]-m*m, 0)
+				mean[ch], std[ch] = float32(m), math.Sqrt(v)
+			}
 			avgStd += std[ch] / float64(c)
 		}
 		floor := max(0.01*avgStd, 1e-12)
@@ -231,7 +287,7 @@ func (l *Loss) Calibrate(x *torch.Tensor) error {
 			}
 		}
 	}
-	l.Calibrated = true
+	l.Calibrated, l.Norm = true, norm
 	l.CalibrationImages = int(n)
 	return nil
 }

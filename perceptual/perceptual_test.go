@@ -378,3 +378,108 @@ func TestConfiguredWeights(t *testing.T) {
 		t.Fatalf("feature shapes %v %v", r32.Shape(), r42.Shape())
 	}
 }
+
+func TestTorchvisionInitIsKaimingFanOutWithZeroBiases(t *testing.T) {
+	v, err := NewVGG(Options{RandomInit: true, Init: InitTorchvision, Seed: 5, WidthDivisor: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Free()
+	if v.Init != InitTorchvision || !strings.Contains(v.Source, string(InitTorchvision)) {
+		t.Fatalf("initialisation not recorded: %q %q", v.Init, v.Source)
+	}
+	w, _ := v.Store().Get("features.21.weight").T.Float32s()
+	var sum, sq float64
+	for _, x := range w {
+		sum += float64(x)
+		sq += float64(x) * float64(x)
+	}
+	n := float64(len(w))
+	// kaiming_normal_(mode="fan_out", nonlinearity="relu"): std sqrt(2 / fan_out),
+	// fan_out = (512/8) * 9; PyTorch's default would give 1/sqrt(3 * 64 * 9), 2.4x smaller.
+	mean, std := sum/n, math.Sqrt(sq/n-(sum/n)*(sum/n))
+	want := math.Sqrt(2.0 / (64 * 9))
+	if math.Abs(std-want)/want > 0.05 || math.Abs(mean) > 3*want/math.Sqrt(n) {
+		t.Errorf("weight mean %.5f std %.4f, want 0 and %.4f", mean, std, want)
+	}
+	for _, p := range v.Store().All() {
+		if !strings.HasSuffix(p.Name, ".bias") {
+			continue
+		}
+		b, _ := p.T.Float32s()
+		for _, x := range b {
+			if x != 0 {
+				t.Fatalf("%s has %v, want zero biases", p.Name, x)
+			}
+		}
+	}
+}
+
+func TestInitSchemeNeedsRandomWeights(t *testing.T) {
+	if _, err := NewVGG(Options{Weights: "vgg.pth", Init: InitTorchvision}); err == nil || !strings.Contains(err.Error(), "random VGG") {
+		t.Errorf("init scheme with a weights file: %v", err)
+	}
+	if _, err := NewVGG(Options{RandomInit: true, Init: "xavier", WidthDivisor: 8}); err == nil || !strings.Contains(err.Error(), "xavier") {
+		t.Errorf("unknown init scheme: %v", err)
+	}
+	if _, err := ParseNormalisation("batch"); err == nil {
+		t.Error("unknown normalisation accepted")
+	}
+}
+
+func TestCalibrateRMSScalesWithoutCentring(t *testing.T) {
+	v, err := NewVGG(Options{RandomInit: true, Seed: 1, WidthDivisor: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Free()
+	store, _ := nn.NewStore(0)
+	loss, err := NewLoss(v, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := torch.NewGenerator(3)
+	s := torch.NewScope()
+	defer s.Close()
+	x := s.Adopt(torch.Rand(g, 40, 1, 16, 16)).MulScalar(2).SubScalar(1)
+	if err := loss.CalibrateWith(NormTrainRMS, x); err != nil {
+		t.Fatal(err)
+	}
+	if !loss.Calibrated || loss.Norm != NormTrainRMS || loss.CalibrationImages != 40 {
+		t.Fatalf("calibrated %v norm %q on %d images", loss.Calibrated, loss.Norm, loss.CalibrationImages)
+	}
+	r32, r42, _ := loss.Stats()
+	for _, m := range append(append([]float32{}, r32[0]...), r42[0]...) {
+		if m != 0 {
+			t.Fatalf("mean %v: RMS scaling must not centre", m)
+		}
+	}
+	// Every live channel's normalised features have mean square 1 on the
+	// calibration images; their mean stays positive (ReLU outputs).
+	var f32 *torch.Tensor
+	_ = torch.NoGrad(func() error { f32, _ = v.Features(x); return nil })
+	n := f32.Div(loss.div[0])
+	ms, _ := n.Square().MeanDims([]int64{0, 2, 3}, false).Float32s()
+	means, _ := n.MeanDims([]int64{0, 2, 3}, false).Float32s()
+	alive := 0
+	for c := range ms {
+		if ms[c] > 0.01 {
+			alive++
+			if math.Abs(float64(ms[c])-1) > 1e-3 || means[c] <= 0 {
+				t.Errorf("channel %d: normalised mean square %v, mean %v", c, ms[c], means[c])
+			}
+		}
+	}
+	if alive == 0 {
+		t.Error("no live channel")
+	}
+	// ImageNet statistics need no measurement and stay as they are.
+	before, _, _ := loss.Stats()
+	if err := loss.CalibrateWith(NormImageNet, x); err != nil {
+		t.Fatal(err)
+	}
+	after, _, _ := loss.Stats()
+	if before[1][0] != after[1][0] {
+		t.Error("imagenet normalisation changed the statistics")
+	}
+}

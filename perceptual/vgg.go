@@ -5,9 +5,11 @@
 //
 // The VGG weights are read directly from torchvision's vgg19-dcbb9e9d.pth (or
 // any torch.save'd state_dict, or a .safetensors file with the same names).
-// Without them a network can be built with random weights on explicit request;
-// it is then labelled everywhere, and its features are normalised with
-// statistics measured on the training images (see Loss.Calibrate).
+// Without them a network can be built with random weights on explicit request
+// (PyTorch's default initialisation or torchvision's VGG initialisation, see
+// InitScheme); it is then labelled everywhere, and its features can be
+// normalised with statistics measured on the training images instead of the
+// ImageNet ones (see Normalisation and docs/vgg-calibration.md).
 package perceptual
 
 import (
@@ -54,15 +56,45 @@ var (
 	imagenetStd  = [3]float32{0.229, 0.224, 0.225}
 )
 
+// InitScheme is how a random VGG's convolutions are initialised.
+type InitScheme string
+
+// Initialisation schemes of a random VGG.
+const (
+	// InitPyTorchDefault is nn.Conv2d's own initialisation: weights
+	// U(+-1/sqrt(fan_in)) (kaiming_uniform_ with a = sqrt 5), biases
+	// U(+-1/sqrt(fan_in)).
+	InitPyTorchDefault InitScheme = "pytorch-default"
+	// InitTorchvision is what torchvision's VGG constructor applies before
+	// loading weights: kaiming_normal_(mode="fan_out", nonlinearity="relu")
+	// weights and zero biases. Its features keep their scale through the
+	// ReLUs, so they are much closer in size to the ImageNet statistics.
+	InitTorchvision InitScheme = "torchvision"
+)
+
+// ParseInitScheme accepts "" (PyTorch's default) and the InitScheme names.
+func ParseInitScheme(s string) (InitScheme, error) {
+	switch InitScheme(s) {
+	case "", InitPyTorchDefault:
+		return InitPyTorchDefault, nil
+	case InitTorchvision:
+		return InitTorchvision, nil
+	}
+	return "", fmt.Errorf("perceptual: unknown VGG initialisation %q (want %s or %s)", s, InitPyTorchDefault, InitTorchvision)
+}
+
 // Options select the VGG19 weights.
 type Options struct {
 	// Weights is a .pth (torch.save zip or legacy format) or .safetensors
 	// file; empty means $MADDR_VGG19_WEIGHTS.
 	Weights string
-	// RandomInit builds the network with PyTorch's default initialisation
-	// from Seed instead of reading weights. It must be asked for explicitly.
+	// RandomInit builds the network with random weights drawn from Seed
+	// instead of reading weights. It must be asked for explicitly.
 	RandomInit bool
-	Seed       uint64
+	// Init is the random initialisation ("": InitPyTorchDefault). Only
+	// valid with RandomInit.
+	Init InitScheme
+	Seed uint64
 	// WidthDivisor divides every VGG width (0 or 1: VGG19's own). Only tests
 	// use it, to run on small committed weight files.
 	WidthDivisor int
@@ -86,6 +118,8 @@ type VGG struct {
 	widths [10]int64
 	// Random is true when the weights are random (RandomNote applies).
 	Random bool
+	// Init is the initialisation of a random VGG (empty otherwise).
+	Init InitScheme
 	// Source says where the weights came from (a path, or the random seed).
 	Source string
 	// inScale and inShift map a [-1, 1] grey image to ImageNet-normalised
@@ -99,6 +133,18 @@ func NewVGG(o Options) (*VGG, error) {
 	if div <= 0 {
 		div = 1
 	}
+	scheme, err := ParseInitScheme(string(o.Init))
+	if err != nil {
+		return nil, err
+	}
+	if o.Init != "" && !o.RandomInit {
+		return nil, fmt.Errorf("perceptual: VGG initialisation %q applies only to a random VGG (weights are read from a file otherwise)", o.Init)
+	}
+	convCfg := nn.ConvConfig{Padding: 1}
+	if scheme == InitTorchvision {
+		convCfg.WeightInit = nn.KaimingNormal(0, nn.FanOut, "relu")
+		convCfg.BiasInit = nn.Constant(0)
+	}
 	store, err := nn.NewStore(o.Seed)
 	if err != nil {
 		return nil, err
@@ -111,8 +157,8 @@ func NewVGG(o Options) (*VGG, error) {
 			return nil, fmt.Errorf("perceptual: width divisor %d does not divide VGG19's widths", div)
 		}
 		v.widths[i] = w
-		// nil initialisers: PyTorch's nn.Conv2d defaults, used only in random mode.
-		v.convs[i] = nn.NewConv2d(store, fmt.Sprintf("features.%d", idx), in, w, 3, nn.ConvConfig{Padding: 1})
+		// The initialisation matters only in random mode; loaded weights overwrite it.
+		v.convs[i] = nn.NewConv2d(store, fmt.Sprintf("features.%d", idx), in, w, 3, convCfg)
 		in = w
 	}
 	if err := store.Err(); err != nil {
@@ -144,8 +190,8 @@ func NewVGG(o Options) (*VGG, error) {
 	case o.FromModelFile:
 		v.Source = "model file"
 	case o.RandomInit:
-		v.Random = true
-		v.Source = fmt.Sprintf("random PyTorch-default initialisation, seed %d", o.Seed)
+		v.Random, v.Init = true, scheme
+		v.Source = fmt.Sprintf("random %s initialisation, seed %d", scheme, o.Seed)
 	case path == "":
 		v.Free()
 		return nil, errors.New("perceptual: VGG19 weights are needed for the perceptual loss: download torchvision's " +

@@ -19,6 +19,7 @@ import (
 	"io"
 	"iter"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -251,7 +252,7 @@ func Run(ctx context.Context, cfg Config, dir string, o Options) (*Result, error
 	}
 	if start == 0 {
 		if cal, ok := base.(baselines.Calibrator); ok {
-			if err := calibrate(ctx, cal, ld, cfg.Preprocess.Size); err != nil {
+			if err := calibrate(cal, ld, cfg.Preprocess.Size, cfg.Seed); err != nil {
 				return nil, err
 			}
 		}
@@ -472,11 +473,40 @@ func describeSources(specs []dataset.Spec) string {
 	return s
 }
 
-// calibrate shows the baseline up to 256 training images before training.
-func calibrate(ctx context.Context, cal baselines.Calibrator, ld *loader.Loader, size int) error {
-	n := min(ld.Len(), 256)
-	data := make([]float32, 0, n*size*size)
-	for i := 0; i < n; i++ {
+// calibrationImages bounds the sample a Calibrator sees (memory, and one
+// VGG pass per 32 images before training starts).
+const calibrationImages = 256
+
+// calibrationSalt separates the calibration sample's random stream from the
+// other users of the run's seed (loader order, initialisation, mixup).
+const calibrationSalt = 0x63616c6962726174 // "calibrat"
+
+// calibrationSample returns which of n training images a Calibrator sees:
+// min(n, 256) distinct indices drawn uniformly without replacement with a
+// generator seeded from the run's seed, in increasing order. The training set
+// is in group order, so its first 256 images would mostly come from one
+// group; a uniform sample holds each group in proportion to its share of
+// the training set. The same seed and n always give the same sample.
+func calibrationSample(n int, seed uint64) []int {
+	if n <= calibrationImages {
+		all := make([]int, n)
+		for i := range all {
+			all[i] = i
+		}
+		return all
+	}
+	rng := rand.New(rand.NewPCG(seed, calibrationSalt))
+	idx := rng.Perm(n)[:calibrationImages]
+	sort.Ints(idx)
+	return idx
+}
+
+// calibrate shows the baseline the calibration sample of the training set
+// (calibrationSample) before training.
+func calibrate(cal baselines.Calibrator, ld *loader.Loader, size int, seed uint64) error {
+	idx := calibrationSample(ld.Len(), seed)
+	data := make([]float32, 0, len(idx)*size*size)
+	for _, i := range idx {
 		x, err := ld.Input(i)
 		if err != nil {
 			return err
@@ -484,7 +514,7 @@ func calibrate(ctx context.Context, cal baselines.Calibrator, ld *loader.Loader,
 		data = append(data, x...)
 	}
 	return torch.Run(func(s *torch.Scope) error {
-		return cal.Calibrate(s.Adopt(torch.FromFloat32(data, int64(n), 1, int64(size), int64(size))))
+		return cal.Calibrate(s.Adopt(torch.FromFloat32(data, int64(len(idx)), 1, int64(size), int64(size))))
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,10 +13,13 @@ import (
 	"github.com/maddr-project/maddr/baselines"
 	_ "github.com/maddr-project/maddr/baselines/ae"
 	"github.com/maddr-project/maddr/dataset"
+	"github.com/maddr-project/maddr/loader"
 	"github.com/maddr-project/maddr/maddr"
 	"github.com/maddr-project/maddr/modelfile"
 	"github.com/maddr-project/maddr/nn"
 	"github.com/maddr-project/maddr/phantom"
+	"github.com/maddr-project/maddr/preprocess"
+	"github.com/maddr-project/maddr/torch"
 )
 
 func smallConfig(t *testing.T) (Config, []dataset.Sample) {
@@ -164,6 +168,103 @@ func TestResumeTrimsTheLogAndTemporaryFiles(t *testing.T) {
 	for i, l := range lines {
 		if !strings.Contains(l, fmt.Sprintf(`"iter":%d,`, i)) {
 			t.Fatalf("line %d is %s", i+1, l)
+		}
+	}
+}
+
+// recordingCalibrator keeps the images it is shown.
+type recordingCalibrator struct{ seen []float32 }
+
+func (r *recordingCalibrator) Calibrate(x *torch.Tensor) error {
+	v, err := x.Float32s()
+	r.seen = v
+	return err
+}
+
+func TestCalibrationSampleCoversEveryGroupInProportion(t *testing.T) {
+	// A multi-group training set in group order, with unequal groups.
+	var all []dataset.Sample
+	for _, g := range []struct {
+		name string
+		n    int
+	}{{"chest-xray", 700}, {"liver-ct", 150}, {"lung-ct", 250}} {
+		for i := range g.n {
+			all = append(all, dataset.Sample{Group: g.name, Split: dataset.Train, Label: dataset.Normal, ID: fmt.Sprintf("%s/%d", g.name, i)},
+				dataset.Sample{Group: g.name, Split: dataset.Val, Label: dataset.Abnormal})
+		}
+	}
+	trainSet := selectTrain(all, nil)
+	share := map[string]int{}
+	for _, s := range trainSet {
+		share[s.Group]++
+	}
+	if len(share) < 3 || len(trainSet) <= 2*calibrationImages {
+		t.Fatalf("want >= 3 groups and > %d training images, got %v", 2*calibrationImages, share)
+	}
+	idx := calibrationSample(len(trainSet), 8499)
+	if len(idx) != calibrationImages {
+		t.Fatalf("%d images sampled, want %d", len(idx), calibrationImages)
+	}
+	got := map[string]int{}
+	for j, i := range idx {
+		if j > 0 && i <= idx[j-1] {
+			t.Fatalf("indices not distinct and increasing at %d: %v", j, idx[j-1:j+1])
+		}
+		got[trainSet[i].Group]++
+	}
+	n, k := float64(len(trainSet)), float64(calibrationImages)
+	for g, c := range share {
+		// Hypergeometric mean and spread of the group's count; 4 standard
+		// deviations (plus one image) is far outside sampling noise, while the
+		// first 256 images in group order miss whole groups.
+		p := float64(c) / n
+		mean, sd := k*p, math.Sqrt(k*p*(1-p)*(n-k)/(n-1))
+		if math.Abs(float64(got[g])-mean) > 4*sd+1 {
+			t.Errorf("group %s: %d of %d calibration images, want %.1f +- %.1f (its share of the training set is %d/%d)",
+				g, got[g], calibrationImages, mean, 4*sd+1, c, len(trainSet))
+		}
+	}
+	again, other := calibrationSample(len(trainSet), 8499), calibrationSample(len(trainSet), 8500)
+	if fmt.Sprint(again) != fmt.Sprint(idx) {
+		t.Error("the same seed drew another sample")
+	}
+	if fmt.Sprint(other) == fmt.Sprint(idx) {
+		t.Error("another seed drew the same sample")
+	}
+	if small := calibrationSample(10, 1); len(small) != 10 || small[9] != 9 {
+		t.Errorf("a set smaller than the sample must be used whole, got %v", small)
+	}
+
+	// The train loop shows the Calibrator exactly those images (a small
+	// phantom set repeated past the sample size).
+	_, samples := smallConfig(t)
+	var small []dataset.Sample
+	for len(small) < 300 {
+		small = append(small, selectTrain(samples, nil)...)
+	}
+	small = small[:300]
+	ld, err := loader.New(context.Background(), small, loader.Config{Size: 16, Transform: loader.Preprocess(preprocess.Config{Size: 16}), BatchSize: 4, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ld.Close()
+	rec := &recordingCalibrator{}
+	if err := calibrate(rec, ld, 16, 3); err != nil {
+		t.Fatal(err)
+	}
+	want := calibrationSample(300, 3)
+	if len(rec.seen) != len(want)*16*16 {
+		t.Fatalf("calibrator saw %d values, want %d images", len(rec.seen), len(want))
+	}
+	for j, i := range want {
+		x, err := ld.Input(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p := range x {
+			if rec.seen[j*256+p] != x[p] {
+				t.Fatalf("calibration image %d is not training image %d", j, i)
+			}
 		}
 	}
 }

@@ -38,6 +38,13 @@ type Settings struct {
 	VGGWeights string `json:"vgg_weights,omitempty"`
 	// VGGRandomInit runs with a randomly initialised VGG (not the paper's).
 	VGGRandomInit bool `json:"vgg_random_init,omitempty"`
+	// VGGInit is the random VGG's initialisation (perceptual.InitScheme;
+	// empty: DefaultRandomInit). Only with VGGRandomInit.
+	VGGInit string `json:"vgg_init,omitempty"`
+	// VGGNorm is the feature normalisation (perceptual.Normalisation; empty:
+	// ImageNet statistics with real weights, DefaultRandomNorm with a random
+	// VGG). A model's Config records the one it was trained with.
+	VGGNorm string `json:"vgg_norm,omitempty"`
 	// VGGWidthDivisor narrows VGG for tests (0: VGG19's widths).
 	VGGWidthDivisor int `json:"vgg_width_divisor,omitempty"`
 	// LR overrides Adam's learning rate (0: 1e-3).
@@ -61,11 +68,14 @@ type Config struct {
 	L1Weight     float64 `json:"l1_weight"`
 	// VGGRandom is true when the perceptual network has random weights;
 	// VGGSource says where the weights came from (informational).
-	VGGRandom  bool     `json:"vgg_random"`
-	VGGSource  string   `json:"vgg_source"`
-	Calibrated bool     `json:"vgg_stats_calibrated"`
-	NumParams  int64    `json:"num_params"`
-	Notes      []string `json:"notes,omitempty"`
+	VGGRandom  bool   `json:"vgg_random"`
+	VGGSource  string `json:"vgg_source"`
+	Calibrated bool   `json:"vgg_stats_calibrated"`
+	// CalibrationImages is how many training images the statistics were
+	// measured on (0: not calibrated).
+	CalibrationImages int      `json:"vgg_calibration_images,omitempty"`
+	NumParams         int64    `json:"num_params"`
+	Notes             []string `json:"notes,omitempty"`
 }
 
 // DPA implements baselines.Baseline.
@@ -83,6 +93,45 @@ type DPA struct {
 	steps  int
 }
 
+// DefaultRandomInit and DefaultRandomNorm are a random VGG's initialisation
+// and feature normalisation unless vgg_init and vgg_norm say otherwise. They
+// were chosen by validation AUC on the phantom set among the variants in
+// docs/vgg-calibration.md.
+const (
+	DefaultRandomInit = perceptual.InitPyTorchDefault
+	DefaultRandomNorm = perceptual.NormTrainMeanStd
+)
+
+// resolveVGG checks the VGG settings and fills in the defaults, so that a
+// stored Config names the initialisation and normalisation it was trained with.
+func resolveVGG(set Settings) (Settings, error) {
+	if !set.VGGRandomInit {
+		if set.VGGInit != "" {
+			return set, fmt.Errorf("dpa: vgg_init %q applies only to a random VGG (vgg_random_init)", set.VGGInit)
+		}
+		if set.VGGNorm != "" && set.VGGNorm != string(perceptual.NormImageNet) {
+			return set, fmt.Errorf("dpa: vgg_norm %q applies only to a random VGG (vgg_random_init); real VGG19 weights use the ImageNet statistics", set.VGGNorm)
+		}
+		set.VGGNorm = string(perceptual.NormImageNet)
+		return set, nil
+	}
+	if set.VGGInit == "" {
+		set.VGGInit = string(DefaultRandomInit)
+	}
+	scheme, err := perceptual.ParseInitScheme(set.VGGInit)
+	if err != nil {
+		return set, fmt.Errorf("dpa: vgg_init: %w", err)
+	}
+	set.VGGInit = string(scheme)
+	if set.VGGNorm == "" {
+		set.VGGNorm = string(DefaultRandomNorm)
+	}
+	if _, err := perceptual.ParseNormalisation(set.VGGNorm); err != nil {
+		return set, fmt.Errorf("dpa: vgg_norm: %w", err)
+	}
+	return set, nil
+}
+
 // vggSeedSalt separates the random VGG's seed from the autoencoder's.
 const vggSeedSalt = 0x5667673139 // "Vgg19"
 
@@ -93,6 +142,19 @@ func New(o baselines.Options) (baselines.Baseline, error) {
 		if err := json.Unmarshal(o.Raw, &set); err != nil {
 			return nil, fmt.Errorf("dpa: settings: %w", err)
 		}
+	}
+	set, err := resolveVGG(set)
+	if err != nil {
+		return nil, err
+	}
+	var stored struct {
+		Calibrated        bool `json:"vgg_stats_calibrated"`
+		CalibrationImages int  `json:"vgg_calibration_images"`
+	}
+	if o.FrozenFromModelFile && len(o.Raw) > 0 {
+		// The statistics come from the model file with the weights; its
+		// Config says how they were measured.
+		_ = json.Unmarshal(o.Raw, &stored)
 	}
 	size := o.ImageSize
 	if size == 0 {
@@ -119,6 +181,7 @@ func New(o baselines.Options) (baselines.Baseline, error) {
 	vgg, err := perceptual.NewVGG(perceptual.Options{
 		Weights:       set.VGGWeights,
 		RandomInit:    set.VGGRandomInit,
+		Init:          perceptual.InitScheme(set.VGGInit),
 		Seed:          o.Seed ^ vggSeedSalt,
 		WidthDivisor:  set.VGGWidthDivisor,
 		FromModelFile: o.FrozenFromModelFile,
@@ -143,6 +206,8 @@ func New(o baselines.Options) (baselines.Baseline, error) {
 		d.free()
 		return nil, fmt.Errorf("dpa: %w", err)
 	}
+	d.rp.Norm = perceptual.Normalisation(set.VGGNorm)
+	d.rp.Calibrated, d.rp.CalibrationImages = stored.Calibrated, stored.CalibrationImages
 	d.cfg = Config{
 		Model: "dpa", ImageSize: size, LatentDim: latent, Seed: o.Seed, Settings: set,
 		Iterations:   iters,
@@ -152,7 +217,7 @@ func New(o baselines.Options) (baselines.Baseline, error) {
 		LRStepSize: max(1, int(math.Round(DefaultLRStep*float64(iters)/DefaultIterations))),
 		LRGamma:    LRGamma,
 		L1Weight:   L1Weight,
-		VGGRandom:  vgg.Random,
+		VGGRandom:  vgg.Random || (o.FrozenFromModelFile && set.VGGRandomInit),
 		VGGSource:  vgg.Source,
 		NumParams:  store.NumParams(),
 	}
@@ -381,20 +446,26 @@ func (d *DPA) LR() float64 { return d.opt.LR() }
 // Config implements baselines.Baseline.
 func (d *DPA) Config() any {
 	c := d.cfg
-	c.Calibrated = d.rp.Calibrated
+	c.Calibrated, c.CalibrationImages = d.rp.Calibrated, d.rp.CalibrationImages
 	c.Notes = d.Notes()
 	return c
 }
 
-// Notes say when the perceptual network is random, and how it was normalised.
+// Notes say when the perceptual network is random, how it was initialised
+// and how its features are normalised.
 func (d *DPA) Notes() []string {
 	var notes []string
-	if d.vgg.Random {
+	if d.cfg.VGGRandom {
 		notes = append(notes, perceptual.RandomNote)
-		if d.rp.Calibrated {
-			notes = append(notes, fmt.Sprintf("VGG features normalised with per-channel mean/std measured on %d training images instead of the ImageNet statistics (METHODS 7.9)", d.rp.CalibrationImages))
-		} else {
-			notes = append(notes, "VGG features normalised with the ImageNet statistics although the VGG is random: the perceptual term is nearly constant (METHODS 7.9); calibrate on training images")
+		notes = append(notes, fmt.Sprintf("random VGG initialisation: %s", d.cfg.VGGInit))
+		switch norm := perceptual.Normalisation(d.cfg.VGGNorm); {
+		case norm == perceptual.NormImageNet:
+			notes = append(notes, "VGG features normalised with the ImageNet statistics although the VGG is random (vgg_norm imagenet)")
+		case d.rp.Calibrated:
+			notes = append(notes, fmt.Sprintf("VGG features normalised with %s measured on %d training images instead of the ImageNet statistics (vgg_norm %s)",
+				normWords(norm), d.rp.CalibrationImages, norm))
+		default:
+			notes = append(notes, fmt.Sprintf("VGG features are to be normalised with %s of training images (vgg_norm %s) but were not calibrated yet; until then the ImageNet statistics apply", normWords(norm), norm))
 		}
 	}
 	if d.cfg.VGGWidthDivisor > 1 {
@@ -403,17 +474,25 @@ func (d *DPA) Notes() []string {
 	return notes
 }
 
+func normWords(n perceptual.Normalisation) string {
+	if n == perceptual.NormTrainRMS {
+		return "per-channel root mean square (no centring)"
+	}
+	return "per-channel mean/std"
+}
+
 // Calibrate measures the VGG feature statistics on training images when
-// the VGG is random (METHODS 7.9). With real weights it does nothing: the
-// paper's loss uses the ImageNet statistics.
+// the VGG is random and vgg_norm asks for it (METHODS 7.9). With real
+// weights it does nothing: the paper's loss uses the ImageNet statistics.
 func (d *DPA) Calibrate(x *torch.Tensor) error {
-	if !d.vgg.Random {
+	norm := perceptual.Normalisation(d.cfg.VGGNorm)
+	if !d.vgg.Random || !norm.Calibrated() {
 		return nil
 	}
 	if err := d.checkImages(x); err != nil {
 		return err
 	}
-	return d.rp.Calibrate(x)
+	return d.rp.CalibrateWith(norm, x)
 }
 
 var (

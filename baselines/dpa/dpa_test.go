@@ -469,3 +469,65 @@ func BenchmarkScore(b *testing.B) {
 	}
 	b.ReportMetric(float64(32*b.N)/b.Elapsed().Seconds(), "img/s")
 }
+
+func TestVGGInitAndNormalisationOptions(t *testing.T) {
+	// Defaults are resolved into the Config, so a model file names them.
+	d := build(t, 16, `{"vgg_random_init": true, "vgg_width_divisor": 16}`)
+	if d.cfg.VGGInit != string(DefaultRandomInit) || d.cfg.VGGNorm != string(DefaultRandomNorm) {
+		t.Fatalf("random defaults: init %q norm %q", d.cfg.VGGInit, d.cfg.VGGNorm)
+	}
+	r := build(t, 16, smallRaw)
+	if r.cfg.VGGNorm != string(perceptual.NormImageNet) || r.cfg.VGGInit != "" {
+		t.Fatalf("real weights: init %q norm %q", r.cfg.VGGInit, r.cfg.VGGNorm)
+	}
+	for _, bad := range []struct{ raw, want string }{
+		{fmt.Sprintf(`{"vgg_weights": %q, "vgg_width_divisor": 16, "vgg_norm": "train-rms"}`, fakeVGG), "only to a random VGG"},
+		{fmt.Sprintf(`{"vgg_weights": %q, "vgg_width_divisor": 16, "vgg_init": "torchvision"}`, fakeVGG), "only to a random VGG"},
+		{`{"vgg_random_init": true, "vgg_width_divisor": 16, "vgg_norm": "zscore"}`, "zscore"},
+		{`{"vgg_random_init": true, "vgg_width_divisor": 16, "vgg_init": "orthogonal"}`, "orthogonal"},
+	} {
+		_, err := baselines.New("dpa", baselines.Options{ImageSize: 16, Raw: json.RawMessage(bad.raw)})
+		if err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%s: error %v, want one naming %q", bad.raw, err, bad.want)
+		}
+	}
+
+	s := torch.NewScope()
+	defer s.Close()
+	// ImageNet statistics on a random VGG: nothing is measured, and the notes say so.
+	in := build(t, 16, `{"vgg_random_init": true, "vgg_width_divisor": 16, "vgg_init": "torchvision", "vgg_norm": "imagenet"}`)
+	before, _, _ := in.rp.Stats()
+	if err := in.Calibrate(trainBatch(s, 4)); err != nil {
+		t.Fatal(err)
+	}
+	after, _, _ := in.rp.Stats()
+	notes := strings.Join(in.Notes(), "\n")
+	if in.rp.Calibrated || before[0][0] != after[0][0] || !strings.Contains(notes, perceptual.RandomNote) ||
+		!strings.Contains(notes, "torchvision") || !strings.Contains(notes, "ImageNet statistics") {
+		t.Fatalf("imagenet norm: calibrated %v, notes %q", in.rp.Calibrated, notes)
+	}
+
+	// RMS scaling: measured, uncentred, named in the notes, and a stored
+	// Config rebuilds the same initialisation and normalisation.
+	rms := build(t, 16, `{"vgg_random_init": true, "vgg_width_divisor": 16, "vgg_init": "torchvision", "vgg_norm": "train-rms"}`)
+	if err := rms.Calibrate(trainBatch(s, 4)); err != nil {
+		t.Fatal(err)
+	}
+	r32, _, _ := rms.rp.Stats()
+	cfg := rms.Config().(Config)
+	notes = strings.Join(cfg.Notes, "\n")
+	if !rms.rp.Calibrated || r32[0][0] != 0 || cfg.CalibrationImages == 0 || !strings.Contains(notes, "root mean square") {
+		t.Fatalf("train-rms: calibrated %v, mean %v, config %+v", rms.rp.Calibrated, r32[0][0], cfg)
+	}
+	raw, _ := json.Marshal(cfg)
+	b, err := baselines.New("dpa", baselines.Options{ImageSize: cfg.ImageSize, LatentDim: cfg.LatentDim, Seed: cfg.Seed, Raw: raw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := b.(*DPA)
+	defer again.free()
+	bias, _ := again.vgg.Store().Get("features.0.bias").T.Float32s()
+	if again.cfg.VGGInit != "torchvision" || again.cfg.VGGNorm != "train-rms" || bias[0] != 0 {
+		t.Fatalf("rebuilt: init %q norm %q bias %v", again.cfg.VGGInit, again.cfg.VGGNorm, bias[0])
+	}
+}

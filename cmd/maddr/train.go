@@ -15,8 +15,10 @@ import (
 	"github.com/maddr-project/maddr/augment"
 	"github.com/maddr-project/maddr/baselines"
 	_ "github.com/maddr-project/maddr/baselines/all"
+	"github.com/maddr-project/maddr/baselines/dpa"
 	"github.com/maddr-project/maddr/dataset"
 	"github.com/maddr-project/maddr/maddr"
+	"github.com/maddr-project/maddr/perceptual"
 	"github.com/maddr-project/maddr/torch"
 	"github.com/maddr-project/maddr/train"
 )
@@ -116,6 +118,8 @@ type modelOptionFlags struct {
 	raw           *string
 	vggWeights    *string
 	vggRandomInit *bool
+	vggInit       *string
+	vggNorm       *string
 }
 
 func addModelOptionFlags(fs *flag.FlagSet) *modelOptionFlags {
@@ -123,6 +127,12 @@ func addModelOptionFlags(fs *flag.FlagSet) *modelOptionFlags {
 		raw:           fs.String("model-options", "", "baseline-specific settings as a JSON object (see docs/models)"),
 		vggWeights:    fs.String("vgg-weights", "", "VGG19 weights for DPA's perceptual loss (default $"+vggWeightsEnv+")"),
 		vggRandomInit: fs.Bool("vgg-random-init", false, "let DPA run with a randomly initialised VGG19 (results are then not the paper's)"),
+		vggInit: fs.String("vgg-init", "", "random VGG19 initialisation: "+string(perceptual.InitPyTorchDefault)+" or "+
+			string(perceptual.InitTorchvision)+" (kaiming normal fan_out, zero biases); default "+string(dpa.DefaultRandomInit)+
+			"; needs --vgg-random-init"),
+		vggNorm: fs.String("vgg-norm", "", "DPA's VGG feature normalisation: "+string(perceptual.NormImageNet)+", "+string(perceptual.NormTrainMeanStd)+
+			" or "+string(perceptual.NormTrainRMS)+" (default: imagenet with real weights, "+string(dpa.DefaultRandomNorm)+
+			" with --vgg-random-init; see docs/vgg-calibration.md)"),
 	}
 }
 
@@ -143,6 +153,12 @@ func (f *modelOptionFlags) options() (json.RawMessage, error) {
 	}
 	if *f.vggRandomInit {
 		opts["vgg_random_init"] = true
+	}
+	if *f.vggInit != "" {
+		opts["vgg_init"] = *f.vggInit
+	}
+	if *f.vggNorm != "" {
+		opts["vgg_norm"] = *f.vggNorm
 	}
 	if len(opts) == 0 {
 		return nil, nil
