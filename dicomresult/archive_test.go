@@ -380,7 +380,7 @@ func checkSecondaryCapture(t *testing.T, sc []byte, source *godicom.Dataset, ov 
 	for ob.Dx()*k < minCaptionWidth {
 		k++
 	}
-	band := len(Caption(r, testModel))*lineHeight + 2*captionMargin
+	band := len(wrap(Caption(r, testModel), captionChars(ob.Dx()*k)))*lineHeight + 2*captionMargin
 	if frame.Width != ob.Dx()*k || frame.Height != ob.Dy()*k+band {
 		t.Fatalf("secondary capture is %dx%d, want %dx%d", frame.Width, frame.Height, ob.Dx()*k, ob.Dy()*k+band)
 	}

@@ -159,6 +159,8 @@ func captioned(overlay image.Image, lines []string) (*image.RGBA, error) {
 	for w*k < minCaptionWidth && k < maxUpscale {
 		k++
 	}
+	face := basicfont.Face7x13
+	lines = wrap(lines, captionChars(w*k))
 	band := len(lines)*lineHeight + 2*captionMargin
 	for k > 1 && h*k+band > maxOverlaySide {
 		k--
@@ -170,17 +172,36 @@ func captioned(overlay image.Image, lines []string) (*image.RGBA, error) {
 			out.Set(x, y, overlay.At(ob.Min.X+x/k, ob.Min.Y+y/k))
 		}
 	}
-	face := basicfont.Face7x13
-	maxChars := (w*k - 2*captionMargin) / face.Advance
 	drawer := font.Drawer{Dst: out, Src: image.NewUniform(color.White), Face: face}
 	for i, line := range lines {
-		if len(line) > maxChars {
-			line = line[:max(maxChars, 0)]
-		}
 		drawer.Dot = fixed.P(captionMargin, h*k+captionMargin+i*lineHeight+face.Ascent)
 		drawer.DrawString(line)
 	}
 	return out, nil
+}
+
+// captionChars is how many characters of the caption font fit on a line of
+// a picture width pixels wide (at least one).
+func captionChars(width int) int {
+	return max(1, (width-2*captionMargin)/basicfont.Face7x13.Advance)
+}
+
+// wrap breaks lines longer than n characters at spaces (or anywhere, for
+// a word longer than a line), so nothing of the caption is cut off.
+func wrap(lines []string, n int) []string {
+	var out []string
+	for _, line := range lines {
+		for len(line) > n {
+			cut := strings.LastIndex(line[:n+1], " ")
+			if cut <= 0 {
+				cut = n
+			}
+			out = append(out, strings.TrimRight(line[:cut], " "))
+			line = strings.TrimLeft(line[cut:], " ")
+		}
+		out = append(out, line)
+	}
+	return out
 }
 
 // rgbBytes is the picture as interleaved 8-bit RGB (PlanarConfiguration

@@ -3,7 +3,9 @@ package dicomresult
 import (
 	"crypto/sha256"
 	"fmt"
+	"math"
 	"math/big"
+	"slices"
 	"strings"
 
 	"github.com/maddr-project/maddr/score"
@@ -93,6 +95,7 @@ func StructuredReport(source []byte, r score.Result, m Model, ids IDs, refs []Re
 	if err := ids.check(); err != nil {
 		return nil, fmt.Errorf("structured report: %w", err)
 	}
+	refs = slices.Clone(refs)
 	if len(refs) == 0 {
 		refs = []Ref{{SOPClassUID: src.sopClassUID, SOPInstanceUID: src.sopInstanceUID}}
 	}
@@ -186,15 +189,9 @@ func measurementGroup(r score.Result, m Model, refs []Ref) []dataset {
 	for _, ref := range refs {
 		sources = append(sources, imageItem("INFERRED FROM", conceptSource, ref))
 	}
-	if r.Normalised != nil {
-		items = append(items, numItem(conceptScore, *r.Normalised, sources...))
-	}
-	if r.Raw != nil {
-		items = append(items, numItem(conceptRawScore, *r.Raw))
-	}
-	if r.Threshold != nil {
-		items = append(items, numItem(conceptThreshold, *r.Threshold))
-	}
+	items = appendNum(items, conceptScore, r.Normalised, sources...)
+	items = appendNum(items, conceptRawScore, r.Raw)
+	items = appendNum(items, conceptThreshold, r.Threshold)
 	if r.ThresholdMethod != "" {
 		items = append(items, textItem("CONTAINS", conceptThresholdMethod, r.ThresholdMethod))
 	}
@@ -211,15 +208,11 @@ func measurementGroup(r score.Result, m Model, refs []Ref) []dataset {
 	if r.Organ != "" {
 		items = append(items, textItem("CONTAINS", conceptOrgan, r.Organ))
 	}
-	if r.OrganProb != nil {
-		items = append(items, numItem(conceptOrganProb, *r.OrganProb))
-	}
+	items = appendNum(items, conceptOrganProb, r.OrganProb)
 	if r.Modality != "" {
 		items = append(items, textItem("CONTAINS", conceptModality, r.Modality))
 	}
-	if r.ModalityProb != nil {
-		items = append(items, numItem(conceptModalityProb, *r.ModalityProb))
-	}
+	items = appendNum(items, conceptModalityProb, r.ModalityProb)
 	if r.Group != "" {
 		items = append(items, textItem("CONTAINS", conceptGroupName, r.Group))
 	}
@@ -329,6 +322,15 @@ func imageItem(relationship string, concept dataset, ref Ref) dataset {
 	sop.str(tagReferencedSOPInstanceUID, "UI", ref.SOPInstanceUID)
 	item.seq(tagReferencedSOPSequence, sop)
 	return item
+}
+
+// appendNum adds a NUM item for v unless v is missing or not finite (a
+// score that does not exist is left out rather than written as 0).
+func appendNum(items []dataset, concept dataset, v *float64, children ...dataset) []dataset {
+	if v == nil || math.IsNaN(*v) || math.IsInf(*v, 0) {
+		return items
+	}
+	return append(items, numItem(concept, *v, children...))
 }
 
 // numItem is a NUM without units; the decimal string carries what fits in
