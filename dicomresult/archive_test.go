@@ -555,3 +555,55 @@ func checkReport(t *testing.T, sr []byte, source *godicom.Dataset, r score.Resul
 		t.Error("evidence does not name the source's study and series")
 	}
 }
+
+// TestSourceTransferSyntaxes writes both objects about sources in every
+// transfer syntax the fixtures have, including compressions maddr cannot
+// decode (the pixels of the source are never needed) and an SR; the
+// results are always Explicit VR Little Endian and valid.
+func TestSourceTransferSyntaxes(t *testing.T) {
+	real := realDir(t)
+	dir := t.TempDir()
+	for _, f := range []string{
+		"pydicom/MR_small_implicit.dcm", "pydicom/MR_small_bigendian.dcm", "pydicom/image_dfl.dcm",
+		"pydicom/MR_small_RLE.dcm", "pydicom/JPEG2000.dcm", "pydicom/SC_rgb_jpeg_dcmtk.dcm",
+		"pydicom/liver_1frame.dcm", "pydicom/test-SR.dcm", "nibabel/0.dcm",
+	} {
+		data, err := os.ReadFile(filepath.Join(real, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		source := parse(t, data)
+		sc, err := SecondaryCapture(data, image.NewRGBA(image.Rect(0, 0, 40, 30)), testResult(), testModel, IDs{})
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		sr, err := StructuredReport(data, testResult(), testModel, IDs{}, nil)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		for kind, out := range map[string][]byte{"sc": sc, "sr": sr} {
+			ds := parse(t, out)
+			for _, tg := range []tag.Tag{tag.StudyInstanceUID, tag.PatientID, tag.PatientName} {
+				if got, want := value(ds, tg), value(source, tg); got != want && want != "<absent>" {
+					t.Errorf("%s %s: %v %q, source has %q", f, kind, tg, got, want)
+				}
+			}
+			path := filepath.Join(dir, strings.ReplaceAll(f, "/", "_")+"_"+kind+".dcm")
+			if err := os.WriteFile(path, out, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Run("dciodvfy", func(t *testing.T) {
+		paths, _ := filepath.Glob(filepath.Join(dir, "*.dcm"))
+		for _, p := range paths {
+			iod := "SCImage"
+			if strings.HasSuffix(p, "_sr.dcm") {
+				iod = "ComprehensiveSR"
+			}
+			validate(t, p, iod)
+		}
+	})
+}

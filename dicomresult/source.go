@@ -48,11 +48,15 @@ type source struct {
 
 // readSource parses the scored DICOM file. The structure is checked by the
 // project's reader first (it rejects lengths that run past the data before
-// anything is allocated for them); a file without pixel data is accepted,
-// since an SR may report on any instance.
+// anything is allocated for them). The pixels are not decoded: a result
+// may be about an instance whose compression maddr cannot read, or one
+// without pixels.
 func readSource(data []byte) (*source, error) {
-	if _, err := dicom.Decode(data, "source DICOM"); err != nil && !errors.Is(err, dicom.ErrNoPixels) {
-		return nil, err
+	if len(data) == 0 {
+		return nil, fmt.Errorf("reading source DICOM: %w: empty file", dicom.ErrNoMeta)
+	}
+	if _, err := dicom.CheckStructure(data); err != nil {
+		return nil, fmt.Errorf("reading source DICOM: %w", err)
 	}
 	ds, err := parseWithoutPixels(data)
 	if err != nil {
