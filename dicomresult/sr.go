@@ -180,10 +180,13 @@ func measurementGroup(r score.Result, m Model, refs []Ref) []dataset {
 		items = append(items, codeItem("HAS CONCEPT MOD", conceptFindingSite, site))
 	}
 	if m.Name != "" {
-		items = append(items, textItem("HAS CONCEPT MOD", conceptAlgorithmName, m.Name))
-	}
-	if m.Version != "" {
-		items = append(items, textItem("HAS CONCEPT MOD", conceptAlgorithmVer, m.Version))
+		// TID 4019 Algorithm Identification needs both name and version.
+		version := m.Version
+		if version == "" {
+			version = "unknown"
+		}
+		items = append(items, textItem("HAS CONCEPT MOD", conceptAlgorithmName, m.Name),
+			textItem("HAS CONCEPT MOD", conceptAlgorithmVer, version))
 	}
 	var sources []dataset
 	for _, ref := range refs {
@@ -230,15 +233,19 @@ func measurementGroup(r score.Result, m Model, refs []Ref) []dataset {
 	return items
 }
 
-// deviceUID identifies the model as an observer: a 2.25 UID from the first
-// 128 bits of the model file's checksum, so every report of one model names
-// the same device; without a checksum, the encoder's own UID.
+// deviceUID identifies the model as an observer: a 2.25 UID from a
+// name-based UUID (version 8 bits over the SHA-256 of the model file's
+// checksum), so every report of one model names the same device; without a
+// checksum, the encoder's own UID.
 func deviceUID(m Model) string {
 	if m.SHA256 == "" {
 		return implementationClassUID
 	}
-	sum := sha256.Sum256([]byte(m.SHA256))
-	return "2.25." + new(big.Int).SetBytes(sum[:16]).String()
+	sum := sha256.Sum256([]byte("maddr model " + m.SHA256))
+	b := sum[:16]
+	b[6] = b[6]&0x0f | 0x80
+	b[8] = b[8]&0x3f | 0x80
+	return "2.25." + new(big.Int).SetBytes(b).String()
 }
 
 // evidence lists the referenced instances by series, as the Hierarchical
