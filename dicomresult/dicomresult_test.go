@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/maddr-project/maddr/medimg"
 	"github.com/maddr-project/maddr/medimg/dicom"
@@ -504,5 +505,38 @@ func TestSecondaryCaptureFileRereads(t *testing.T) {
 	}
 	if _, err := dicom.Decode(sr, "sr"); !errors.Is(err, dicom.ErrNoPixels) {
 		t.Errorf("the image reader on a report: %v, want ErrNoPixels", err)
+	}
+}
+
+// TestSameInputsSameBytes: with the identifiers given and the clock fixed,
+// writing a result again gives the identical file, so a restarted watcher
+// stores nothing new; another SOP Instance UID changes the tracking UID.
+func TestSameInputsSameBytes(t *testing.T) {
+	defer func(saved func() time.Time) { now = saved }(now)
+	now = func() time.Time { return time.Date(2026, 12, 6, 21, 0, 0, 0, time.UTC) }
+	src := secretSource(t)
+	ids := IDs{SeriesInstanceUID: "2.25.1", SOPInstanceUID: "2.25.2"}
+	ov := image.NewRGBA(image.Rect(0, 0, 8, 8))
+	sc1, err1 := SecondaryCapture(src, ov, testResult(), testModel, ids)
+	sc2, err2 := SecondaryCapture(src, ov, testResult(), testModel, ids)
+	sr1, err3 := StructuredReport(src, testResult(), testModel, ids, nil)
+	sr2, err4 := StructuredReport(src, testResult(), testModel, ids, nil)
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(sc1, sc2) || !bytes.Equal(sr1, sr2) {
+		t.Fatal("the same result written twice differs")
+	}
+	if v := value(parse(t, sr1), tag.ContentDate); v != "20261206" {
+		t.Errorf("ContentDate %q from the fixed clock", v)
+	}
+	ids.SOPInstanceUID = "2.25.3"
+	sr3, err := StructuredReport(src, testResult(), testModel, ids, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid := func(sr []byte) string { return itemFor(t, reportItems(t, parse(t, sr)), "DCM:112040").uid }
+	if uid(sr1) == uid(sr3) || !strings.HasPrefix(uid(sr3), "2.25.") {
+		t.Errorf("tracking UIDs %s and %s of two reports", uid(sr1), uid(sr3))
 	}
 }
