@@ -260,6 +260,19 @@ func TestImageToDICOMRoundTrip(t *testing.T) {
 			t.Errorf("%v: %q, want %q", tg, got, want)
 		}
 	}
+	series := value(ds, tag.SeriesInstanceUID)
+	next, err := ImageToDICOM(ct, PatientStudy{SeriesInstanceUID: series})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := ImageToDICOM(ct, PatientStudy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := value(ds, tag.FrameOfReferenceUID)
+	if value(parse(t, next), tag.FrameOfReferenceUID) != frame || value(parse(t, other), tag.FrameOfReferenceUID) == frame {
+		t.Error("slices of one series do not share their frame of reference, or slices of two series do")
+	}
 	if IsOwnOutput(value(ds, tag.SOPClassUID), value(ds, tag.Manufacturer), value(ds, tag.SeriesDescription)) {
 		t.Error("a phantom CT counts as a maddr result")
 	}
