@@ -151,10 +151,11 @@ func (v *validator) evaluate(ctx context.Context, it int) (*Validation, error) {
 	if err != nil {
 		return nil, fmt.Errorf("validation after iteration %d: %w", it, err)
 	}
-	byGroup := map[string]*struct {
-		scores []float64
-		labels []bool
-	}{}
+	type labelled struct {
+		scores   []float64
+		abnormal []bool
+	}
+	byGroup := map[string]*labelled{}
 	scored := 0
 	for i, s := range v.ld.Samples() {
 		if math.IsNaN(scores[i]) {
@@ -163,14 +164,11 @@ func (v *validator) evaluate(ctx context.Context, it int) (*Validation, error) {
 		scored++
 		g := byGroup[s.Group]
 		if g == nil {
-			g = &struct {
-				scores []float64
-				labels []bool
-			}{}
+			g = &labelled{}
 			byGroup[s.Group] = g
 		}
 		g.scores = append(g.scores, scores[i])
-		g.labels = append(g.labels, s.Label == dataset.Abnormal)
+		g.abnormal = append(g.abnormal, s.Label == dataset.Abnormal)
 	}
 	out := &Validation{Iter: it, AUC: map[string]float64{}, Images: scored}
 	for _, name := range v.groups {
@@ -180,7 +178,7 @@ func (v *validator) evaluate(ctx context.Context, it int) (*Validation, error) {
 		}
 		// A group whose images were skipped or scored NaN down to one
 		// class has no AUC at this point; the curve shows a gap.
-		if auc, err := metrics.AUC(g.scores, g.labels); err == nil {
+		if auc, err := metrics.AUC(g.scores, g.abnormal); err == nil {
 			out.AUC[name] = auc
 		}
 	}
