@@ -76,10 +76,18 @@ func main() {
 	out := flag.String("out", "", "output directory (required)")
 	volume := flag.String("real", "", "instead of training: the training-free real-image check on this brain MRI volume (see real.go)")
 	slices := flag.String("slices", "40-140", "axial slice range of --real")
+	reference := flag.Bool("reference", false, "instead of training: score --data's validation split by the distance to the mean training image")
 	flag.Parse()
 	if *out == "" {
 		fmt.Fprintln(os.Stderr, "vggcal: --out is required")
 		os.Exit(2)
+	}
+	if *reference {
+		if err := runReference(*data, *size, *out); err != nil {
+			fmt.Fprintln(os.Stderr, "vggcal:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if *volume != "" {
 		var first, last int

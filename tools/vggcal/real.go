@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/maddr-project/maddr/dataset"
 	"github.com/maddr-project/maddr/loader"
@@ -245,4 +246,97 @@ func writeExamples(path string, normal, abnormal []float32, size, count int) err
 		}
 	}
 	return safetensors.WriteAtomic(path, func(w io.Writer) error { return png.Encode(w, img) })
+}
+
+// runReference scores the validation split of data with a training-free
+// statistic, the mean absolute difference of an image to the mean training
+// image, as the level a trained model must beat.
+func runReference(data string, size int, out string) error {
+	spec, err := dataset.ParseSpec(data)
+	if err != nil {
+		return err
+	}
+	all, err := dataset.Open([]dataset.Spec{spec}, dataset.Options{})
+	if err != nil {
+		return err
+	}
+	var train, val []dataset.Sample
+	for _, s := range all {
+		switch {
+		case s.Split == dataset.Train && s.Label == dataset.Normal:
+			train = append(train, s)
+		case s.Split == dataset.Val:
+			val = append(val, s)
+		}
+	}
+	pc := preprocess.Default()
+	pc.Size = size
+	load := func(samples []dataset.Sample) ([][]float32, error) {
+		ld, err := loader.New(context.Background(), samples, loader.Config{Size: size, Transform: loader.Preprocess(pc), BatchSize: 2})
+		if err != nil {
+			return nil, err
+		}
+		defer ld.Close()
+		out := make([][]float32, len(samples))
+		for i := range samples {
+			x, err := ld.Input(i)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = append([]float32{}, x...)
+		}
+		return out, nil
+	}
+	trainX, err := load(train)
+	if err != nil {
+		return err
+	}
+	valX, err := load(val)
+	if err != nil {
+		return err
+	}
+	mean := make([]float64, size*size)
+	for _, x := range trainX {
+		for p, v := range x {
+			mean[p] += float64(v) / float64(len(trainX))
+		}
+	}
+	scores, labels := map[string][]float64{}, map[string][]bool{}
+	for i, x := range valX {
+		var d float64
+		for p, v := range x {
+			d += math.Abs(float64(v)-mean[p]) / float64(len(x))
+		}
+		g := val[i].Group
+		scores[g] = append(scores[g], d)
+		labels[g] = append(labels[g], val[i].Label == dataset.Abnormal)
+	}
+	aucs := map[string]float64{}
+	line := "distance to the training mean (no training)"
+	for _, g := range sortedKeys(scores) {
+		auc, err := metrics.AUC(scores[g], labels[g])
+		if err != nil {
+			return fmt.Errorf("%s: %w", g, err)
+		}
+		aucs[g] = auc
+		line += fmt.Sprintf("  %s %.1f", g, 100*auc)
+	}
+	fmt.Println(line)
+	js, _ := json.MarshalIndent(map[string]any{"data": spec.String(), "size": size, "val_auc": aucs}, "", "  ")
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	return safetensors.WriteAtomic(filepath.Join(out, "reference.json"), func(w io.Writer) error {
+		_, err := w.Write(append(js, '\n'))
+		return err
+	})
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
