@@ -553,3 +553,28 @@ func TestSameInputsSameBytes(t *testing.T) {
 		t.Errorf("tracking UIDs %s and %s of two reports", uid(sr1), uid(sr3))
 	}
 }
+
+func TestNonConformingSourceValues(t *testing.T) {
+	cases := []struct {
+		attr   copiedAttribute
+		values []string
+		want   string
+	}{
+		{copiedAttribute{tagStudyDate, "DA"}, []string{"20040119"}, "20040119"},
+		{copiedAttribute{tagStudyDate, "DA"}, []string{"1997.04.30"}, ""},
+		{copiedAttribute{tagStudyDate, "DA"}, []string{"20040119", "20040120"}, ""},
+		{copiedAttribute{tagStudyTime, "TM"}, []string{"072730"}, "072730"},
+		{copiedAttribute{tagStudyTime, "TM"}, []string{"0727"}, "0727"},
+		{copiedAttribute{tagStudyTime, "TM"}, []string{"072730.123456"}, "072730.123456"},
+		{copiedAttribute{tagStudyTime, "TM"}, []string{"07:27:30"}, ""},
+		{copiedAttribute{tagPatientSex, "CS"}, []string{"O"}, "O"},
+		{copiedAttribute{tagPatientSex, "CS"}, []string{"male"}, ""},
+		{copiedAttribute{tagPatientName, "PN"}, []string{"Doe^Jane"}, "Doe^Jane"},
+		{copiedAttribute{tagStudyDate, "DA"}, nil, ""},
+	}
+	for _, c := range cases {
+		if got := strings.Join(conforming(c.attr, c.values), `\`); got != c.want {
+			t.Errorf("%04X %q: %q, want %q", c.attr.tag&0xFFFF, c.values, got, c.want)
+		}
+	}
+}
