@@ -143,6 +143,16 @@ func New(o baselines.Options) (baselines.Baseline, error) {
 			return nil, fmt.Errorf("dpa: settings: %w", err)
 		}
 	}
+	if o.FrozenFromModelFile && set.VGGRandomInit {
+		// Model files written before vgg_init and vgg_norm existed were
+		// trained with what was then the only random mode.
+		if set.VGGInit == "" {
+			set.VGGInit = string(perceptual.InitPyTorchDefault)
+		}
+		if set.VGGNorm == "" {
+			set.VGGNorm = string(perceptual.NormTrainMeanStd)
+		}
+	}
 	set, err := resolveVGG(set)
 	if err != nil {
 		return nil, err

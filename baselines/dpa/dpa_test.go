@@ -531,3 +531,19 @@ func TestVGGInitAndNormalisationOptions(t *testing.T) {
 		t.Fatalf("rebuilt: init %q norm %q bias %v", again.cfg.VGGInit, again.cfg.VGGNorm, bias[0])
 	}
 }
+
+func TestOldModelFilesKeepTheirRandomMode(t *testing.T) {
+	// A config stored before vgg_init/vgg_norm existed names neither.
+	raw := `{"vgg_random_init": true, "vgg_width_divisor": 16, "vgg_random": true, "vgg_stats_calibrated": true, "vgg_calibration_images": 7}`
+	b, err := baselines.New("dpa", baselines.Options{ImageSize: 16, Raw: json.RawMessage(raw), FrozenFromModelFile: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := b.(*DPA)
+	defer d.free()
+	notes := strings.Join(d.Notes(), "\n")
+	if d.cfg.VGGInit != string(perceptual.InitPyTorchDefault) || d.cfg.VGGNorm != string(perceptual.NormTrainMeanStd) ||
+		!strings.Contains(notes, perceptual.RandomNote) || !strings.Contains(notes, "measured on 7 training images") {
+		t.Fatalf("init %q norm %q notes %q", d.cfg.VGGInit, d.cfg.VGGNorm, notes)
+	}
+}
