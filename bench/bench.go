@@ -98,7 +98,8 @@ func (p Params) total() int { return p.Warmup + p.Steps }
 // Cases lists the cases in report order.
 func Cases() []Case {
 	return []Case{
-		{Name: "dpa-train", Title: "DPA train step (VGG19 to r42, Adam)", PyTorch: true, run: runDPATrain},
+		{Name: "dpa-train", Title: "DPA train step (VGG19 to r42, Adam), target features cached across epochs", PyTorch: true, run: runDPATrain},
+		{Name: "dpa-train-nocache", Title: "DPA train step, target features computed every step", PyTorch: true, run: runDPATrainNoCache},
 		{Name: "maddr-dpa-train", Title: "MADDR+DPA train step (heads, focal, center, mixup)", PyTorch: true, run: runMADDRTrain},
 		{Name: "ganomaly-train", Title: "GANomaly train step (G then D)", PyTorch: true, run: runGANomalyTrain},
 		{Name: "dpa-score", Title: "DPA scoring (RP + 0.1 L1 per image)", PyTorch: true, run: runDPAScore},
