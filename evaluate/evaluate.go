@@ -55,7 +55,7 @@ func ScoreSamples(ctx context.Context, m *modelfile.Model, samples []dataset.Sam
 		err := torch.NoGrad(func() error {
 			return torch.Run(func(s *torch.Scope) error {
 				x := s.Adopt(torch.FromFloat32(batch.X, int64(batch.Len()), 1, side, side))
-				v, err := s.Adopt(m.Framework.Base.Score(x)).Float32s()
+				v, err := s.Adopt(m.Score(x)).Float32s()
 				if err != nil {
 					return err
 				}
