@@ -12,8 +12,7 @@ import (
 	"time"
 
 	"github.com/maddr-project/maddr/baselines"
-	_ "github.com/maddr-project/maddr/baselines/dpa"
-	_ "github.com/maddr-project/maddr/baselines/ganomaly"
+	_ "github.com/maddr-project/maddr/baselines/all"
 	"github.com/maddr-project/maddr/dataset"
 	"github.com/maddr-project/maddr/loader"
 	"github.com/maddr-project/maddr/maddr"
@@ -80,6 +79,11 @@ func newBaseline(name string, p Params) (baselines.Baseline, error) {
 		raw = dpaOptions
 	case "dpa-nocache":
 		name, raw = "dpa", dpaNoCacheOptions
+	case "fanogan-encoder":
+		// MADDR constrains f-AnoGAN's encoder, which trains in stage 2:
+		// one WGAN iteration (a warm-up step) and stage 2 from then on.
+		name, raw = "fanogan", json.RawMessage(`{"wgan_iters": 1}`)
+		return baselines.New(name, baselines.Options{ImageSize: p.Size, Seed: 1, Raw: raw, Iterations: 1 + p.total()})
 	}
 	return baselines.New(name, baselines.Options{ImageSize: p.Size, Seed: 1, Raw: raw})
 }
@@ -143,10 +147,24 @@ var (
 	runGANomalyTrain   = runTrain("ganomaly")
 )
 
-// runMADDRTrain is DPA wrapped by MADDR with every constraint and mixup on
-// every step (the costliest iterations of the paper's schedule).
-func runMADDRTrain(p Params, tm *timer) (string, error) {
-	b, err := newBaseline("dpa", p)
+// runMADDRTrain is a baseline wrapped by MADDR with every constraint and
+// mixup on every step (the costliest iterations of the paper's schedule).
+func runMADDRTrain(name string) func(p Params, tm *timer) (string, error) {
+	return func(p Params, tm *timer) (string, error) {
+		return maddrTrain(name, p, tm)
+	}
+}
+
+var (
+	runMADDRDPATrain      = runMADDRTrain("dpa")
+	runMADDRAETrain       = runMADDRTrain("ae")
+	runMADDRMemAETrain    = runMADDRTrain("memae")
+	runMADDRGANomalyTrain = runMADDRTrain("ganomaly")
+	runMADDRFAnoGANTrain  = runMADDRTrain("fanogan-encoder")
+)
+
+func maddrTrain(name string, p Params, tm *timer) (string, error) {
+	b, err := newBaseline(name, p)
 	if err != nil {
 		return "", err
 	}
@@ -166,6 +184,15 @@ func runMADDRTrain(p Params, tm *timer) (string, error) {
 		return err
 	})
 }
+
+var (
+	runAETrain      = runTrain("ae")
+	runMemAETrain   = runTrain("memae")
+	runFAnoGANTrain = runTrain("fanogan")
+	runAEScore      = runScore("ae")
+	runMemAEScore   = runScore("memae")
+	runFAnoGANScore = runScore("fanogan")
+)
 
 func runScore(name string) func(p Params, tm *timer) (string, error) {
 	return func(p Params, tm *timer) (string, error) {

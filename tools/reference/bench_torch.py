@@ -25,8 +25,11 @@ import torch.nn as nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import ae_parity as ae  # noqa: E402
 import dpa_parity as dpa  # noqa: E402
+import fanogan_parity as fag  # noqa: E402
 import ganomaly_parity as gan  # noqa: E402
+import memae_parity as mem  # noqa: E402
 from maddr_losses import focal, center_eq4  # noqa: E402
 
 ALPHA = [0.25, 0.75]
@@ -224,10 +227,124 @@ def ganomaly_score(a):
     return step
 
 
+def ae_train(a):
+    """MedIAnomaly's AE at its defaults (as the Go side's): MSE, Adam 1e-3."""
+    net = ae.AE(a.size, 16, 1024, 128)
+    net.train()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+    def step(x, idx):
+        _, x_hat = net(x)
+        rec = ((x - x_hat) ** 2).mean()
+        rec.item()
+        zero_grad(opt)
+        rec.backward()
+        opt.step()
+    return step
+
+
+def ae_score(a):
+    net = ae.AE(a.size, 16, 1024, 128)
+    net.eval()
+
+    def step(x, idx):
+        with no_autograd():
+            _, x_hat = net(x)
+            ((x - x_hat) ** 2).flatten(1).mean(1).tolist()
+    return step
+
+
+MEMAE_ENTROPY_WEIGHT = 0.0002  # the Go side's default
+
+
+def memae_train(a):
+    net = mem.MemAE(a.size, 16, 1024, 128, 25, 0.0025)
+    net.train()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+    def step(x, idx):
+        _, w, _, x_hat = net(x)
+        rec = ((x - x_hat) ** 2).mean()
+        ent = (-(w * torch.log(w + 1e-12)).sum(1)).mean()
+        total = rec + MEMAE_ENTROPY_WEIGHT * ent
+        [t.item() for t in (rec, ent, total)]
+        zero_grad(opt)
+        total.backward()
+        opt.step()
+    return step
+
+
+def memae_score(a):
+    net = mem.MemAE(a.size, 16, 1024, 128, 25, 0.0025)
+    net.eval()
+
+    def step(x, idx):
+        with no_autograd():
+            x_hat = net(x)[3]
+            ((x - x_hat) ** 2).flatten(1).mean(1).tolist()
+    return step
+
+
+def fanogan_nets(a):
+    """fanogan_parity's networks at the paper's width 64 and latent 128 (the Go defaults)."""
+    fag.SIZE, fag.WIDTH, fag.LATENT = a.size, 64, 128
+    return fag.Generator(), fag.Critic(), fag.Encoder()
+
+
+def fanogan_train(a):
+    """Stage 1 (WGAN-GP): a critic step every call, a generator step every 5th, as the Go side."""
+    gen_net, critic, _ = fanogan_nets(a)
+    gen_net.train()
+    opt_d = torch.optim.Adam(critic.parameters(), lr=1e-4, betas=(0.0, 0.9))
+    opt_g = torch.optim.Adam(gen_net.parameters(), lr=1e-4, betas=(0.0, 0.9))
+    calls = [0]
+
+    def step(x, idx):
+        b = x.shape[0]
+        with torch.no_grad():
+            fake = gen_net(torch.randn(b, fag.LATENT))
+        d_real, _ = critic(x)
+        d_fake, _ = critic(fake)
+        eps = torch.rand(b, 1, 1, 1)
+        x_hat = (eps * x + (1 - eps) * fake).requires_grad_(True)
+        d_hat, _ = critic(x_hat)
+        grad, = torch.autograd.grad(d_hat, x_hat, grad_outputs=torch.ones_like(d_hat), create_graph=True)
+        gp = ((grad.reshape(b, -1).norm(2, dim=1) - 1) ** 2).mean()
+        d_loss = d_fake.mean() - d_real.mean() + fag.GP_WEIGHT * gp
+        zero_grad(opt_d)
+        d_loss.backward()
+        opt_d.step()
+        d_loss.item()
+        calls[0] += 1
+        if calls[0] % 5 == 0:
+            zero_grad(opt_g)
+            g_loss = -critic(gen_net(torch.randn(b, fag.LATENT)))[0].mean()
+            g_loss.backward()
+            opt_g.step()
+            g_loss.item()
+    return step
+
+
+def fanogan_score(a):
+    gen_net, critic, encoder = fanogan_nets(a)
+    gen_net.eval()
+    encoder.eval()
+
+    def step(x, idx):
+        with no_autograd():
+            rec = gen_net(encoder(x))
+            _, fx = critic(x)
+            _, fr = critic(rec)
+            (((x - rec) ** 2).flatten(1).mean(1) + fag.KAPPA * ((fx - fr) ** 2).mean(1)).tolist()
+    return step
+
+
 # The Go side's dpa-train reuses target features across epochs; PyTorch's
 # reference computes them every step in both cases.
 CASES = {"dpa-train": dpa_train, "dpa-train-nocache": dpa_train, "maddr-dpa-train": maddr_dpa_train, "ganomaly-train": ganomaly_train,
-         "dpa-score": dpa_score, "ganomaly-score": ganomaly_score}
+         "dpa-score": dpa_score, "ganomaly-score": ganomaly_score,
+         "ae-train": ae_train, "ae-score": ae_score, "memae-train": memae_train, "memae-score": memae_score,
+         "fanogan-train": fanogan_train, "fanogan-score": fanogan_score}
 
 
 def peak_rss_mib():
