@@ -110,6 +110,7 @@ func Cases() []Case {
 		{Name: "fanogan-train", Title: "f-AnoGAN stage-1 step (WGAN-GP critic, G every 5th)", PyTorch: true, run: runFAnoGANTrain},
 		{Name: "maddr-fanogan-train", Title: "MADDR+f-AnoGAN stage-2 step (encoder, izif, mixup)", run: runMADDRFAnoGANTrain},
 		{Name: "dpa-score", Title: "DPA scoring (RP + 0.1 L1 per image)", PyTorch: true, run: runDPAScore},
+		{Name: "dpa-score-bf16", Title: "DPA scoring, --precision bf16 (against PyTorch fp32)", PyTorch: true, run: runDPAScoreBF16},
 		{Name: "ae-score", Title: "AE scoring", PyTorch: true, run: runAEScore},
 		{Name: "memae-score", Title: "MemAE scoring", PyTorch: true, run: runMemAEScore},
 		{Name: "ganomaly-score", Title: "GANomaly scoring", PyTorch: true, run: runGANomalyScore},

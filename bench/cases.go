@@ -16,6 +16,7 @@ import (
 	"github.com/maddr-project/maddr/dataset"
 	"github.com/maddr-project/maddr/loader"
 	"github.com/maddr-project/maddr/maddr"
+	"github.com/maddr-project/maddr/modelfile"
 	"github.com/maddr-project/maddr/perceptual"
 	"github.com/maddr-project/maddr/preprocess"
 	"github.com/maddr-project/maddr/torch"
@@ -195,12 +196,19 @@ var (
 )
 
 func runScore(name string) func(p Params, tm *timer) (string, error) {
+	return runScoreIn(name, torch.Float32)
+}
+
+// runScoreIn scores as maddr score --precision does: precision BFloat16
+// runs the baseline's Score under bfloat16 autocast (modelfile.Model.Score).
+func runScoreIn(name string, precision torch.DType) func(p Params, tm *timer) (string, error) {
 	return func(p Params, tm *timer) (string, error) {
 		b, err := newBaseline(name, p)
 		if err != nil {
 			return "", err
 		}
 		defer b.Store().Free()
+		m := &modelfile.Model{Framework: &maddr.Framework{Base: b}, Precision: precision}
 		data := newPool(p.Pool, p.Size, 2)
 		side := int64(p.Size)
 		for range p.total() {
@@ -210,7 +218,7 @@ func runScore(name string) func(p Params, tm *timer) (string, error) {
 				return torch.NoGrad(func() error {
 					return torch.Run(func(s *torch.Scope) error {
 						x := s.Adopt(torch.FromFloat32(xs, int64(p.Batch), 1, side, side))
-						_, err := s.Adopt(b.Score(x)).Float32s()
+						_, err := s.Adopt(m.Score(x)).Float32s()
 						return err
 					})
 				})
@@ -225,6 +233,7 @@ func runScore(name string) func(p Params, tm *timer) (string, error) {
 
 var (
 	runDPAScore      = runScore("dpa")
+	runDPAScoreBF16  = runScoreIn("dpa", torch.BFloat16)
 	runGANomalyScore = runScore("ganomaly")
 )
 

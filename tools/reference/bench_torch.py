@@ -339,10 +339,11 @@ def fanogan_score(a):
     return step
 
 
+# dpa-score-bf16 compares the Go side's opt-in bf16 scoring with PyTorch's fp32.
 # The Go side's dpa-train reuses target features across epochs; PyTorch's
 # reference computes them every step in both cases.
 CASES = {"dpa-train": dpa_train, "dpa-train-nocache": dpa_train, "maddr-dpa-train": maddr_dpa_train, "ganomaly-train": ganomaly_train,
-         "dpa-score": dpa_score, "ganomaly-score": ganomaly_score,
+         "dpa-score": dpa_score, "dpa-score-bf16": dpa_score, "ganomaly-score": ganomaly_score,
          "ae-train": ae_train, "ae-score": ae_score, "memae-train": memae_train, "memae-score": memae_score,
          "fanogan-train": fanogan_train, "fanogan-score": fanogan_score}
 
