@@ -58,12 +58,13 @@ reference:
 	$(PYTHON) tools/reference/dpa_parity.py
 	$(PYTHON) tools/reference/maddr_dpa_parity.py
 
-# Speed against the PyTorch reference; not part of `make test` (~5 minutes on 2 cores).
+# Speed against the PyTorch reference; not part of `make test` (~15 minutes on 2 idle cores).
 bench: build
 	@$(PYTHON) -c 'import torch' 2>/dev/null || { echo "installing python3-torch"; apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-torch python3-numpy; }
 	mkdir -p bench-out
 	./$(BIN) bench --rounds 2 --steps 6 --warmup 2 --scaling --schedule 20 \
-		--markdown bench-out/bench.md --json bench-out/bench.json --plot bench-out/bench.png
+		--markdown bench-out/bench.md --json bench-out/bench.json --plot bench-out/bench.png \
+		--scaling-plot bench-out/scaling.png
 
 # Fuzzes every target for FUZZTIME (default 60s) each; not part of CI.
 fuzz: deps

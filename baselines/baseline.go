@@ -36,6 +36,12 @@ type Step struct {
 	// Mixup is true on iterations where the batch was mixed. DPA as
 	// configured by MADDR does not advance its LR schedule on those.
 	Mixup bool
+	// Samples, when set, identifies image j of X as the same training
+	// sample every time it is passed (the loader's index), and promises that
+	// X holds exactly that sample's input: no augmentation, no mixup. A
+	// baseline may then reuse what it computed from that image before (DPA
+	// keeps the target's VGG features). Nil when the images vary.
+	Samples []int
 	// Hook is nil when no MADDR constraint is active.
 	Hook LatentHook
 }

@@ -98,11 +98,23 @@ func (p Params) total() int { return p.Warmup + p.Steps }
 // Cases lists the cases in report order.
 func Cases() []Case {
 	return []Case{
-		{Name: "dpa-train", Title: "DPA train step (VGG19 to r42, Adam)", PyTorch: true, run: runDPATrain},
-		{Name: "maddr-dpa-train", Title: "MADDR+DPA train step (heads, focal, center, mixup)", PyTorch: true, run: runMADDRTrain},
+		{Name: "dpa-train", Title: "DPA train step (VGG19 to r42, Adam), target features cached across epochs", PyTorch: true, run: runDPATrain},
+		{Name: "dpa-train-nocache", Title: "DPA train step, target features computed every step", PyTorch: true, run: runDPATrainNoCache},
+		{Name: "maddr-dpa-train", Title: "MADDR+DPA train step (heads, focal, center, mixup)", PyTorch: true, run: runMADDRDPATrain},
+		{Name: "ae-train", Title: "AE train step (MSE, Adam)", PyTorch: true, run: runAETrain},
+		{Name: "maddr-ae-train", Title: "MADDR+AE train step (mixup)", run: runMADDRAETrain},
+		{Name: "memae-train", Title: "MemAE train step (memory, entropy)", PyTorch: true, run: runMemAETrain},
+		{Name: "maddr-memae-train", Title: "MADDR+MemAE train step (mixup)", run: runMADDRMemAETrain},
 		{Name: "ganomaly-train", Title: "GANomaly train step (G then D)", PyTorch: true, run: runGANomalyTrain},
+		{Name: "maddr-ganomaly-train", Title: "MADDR+GANomaly train step (mixup)", run: runMADDRGANomalyTrain},
+		{Name: "fanogan-train", Title: "f-AnoGAN stage-1 step (WGAN-GP critic, G every 5th)", PyTorch: true, run: runFAnoGANTrain},
+		{Name: "maddr-fanogan-train", Title: "MADDR+f-AnoGAN stage-2 step (encoder, izif, mixup)", run: runMADDRFAnoGANTrain},
 		{Name: "dpa-score", Title: "DPA scoring (RP + 0.1 L1 per image)", PyTorch: true, run: runDPAScore},
+		{Name: "dpa-score-bf16", Title: "DPA scoring, --precision bf16 (against PyTorch fp32)", PyTorch: true, run: runDPAScoreBF16},
+		{Name: "ae-score", Title: "AE scoring", PyTorch: true, run: runAEScore},
+		{Name: "memae-score", Title: "MemAE scoring", PyTorch: true, run: runMemAEScore},
 		{Name: "ganomaly-score", Title: "GANomaly scoring", PyTorch: true, run: runGANomalyScore},
+		{Name: "fanogan-score", Title: "f-AnoGAN scoring (izif)", PyTorch: true, run: runFAnoGANScore},
 		{Name: "loader-cold", Title: "data loader, every image decoded and preprocessed", run: runLoaderCold},
 		{Name: "loader-cached", Title: "data loader, preprocessed images cached", run: runLoaderCached},
 	}

@@ -149,3 +149,28 @@ func TestVerdicts(t *testing.T) {
 		t.Errorf("schedule missing from markdown:\n%s", md)
 	}
 }
+
+func TestScalingPlotAndPaperLength(t *testing.T) {
+	r := &Report{Params: Params{Batch: 32, Size: 64}}
+	if _, err := r.ScalingPNG(); err == nil {
+		t.Error("scaling plot drawn without scaling measurements")
+	}
+	for _, bs := range [][2]int{{8, 64}, {32, 64}, {32, 128}, {8, 256}} {
+		r.Scaling = append(r.Scaling, Result{Params: Params{Batch: bs[0], Size: bs[1]}, StepSeconds: float64(bs[0]*bs[1]*bs[1]) / 1e5})
+	}
+	png, err := r.ScalingPNG()
+	if err != nil || len(png) < 1000 || string(png[1:4]) != "PNG" {
+		t.Fatalf("scaling plot: %d bytes, %v", len(png), err)
+	}
+	r.Pairs = []Pair{
+		{Case: Case{Name: "dpa-train"}, Go: &Result{StepSeconds: 0.5}},
+		{Case: Case{Name: "maddr-dpa-train"}, Go: &Result{StepSeconds: 1.0}},
+		{Case: Case{Name: "dpa-score"}, Go: &Result{ImagesPerS: 43.2}},
+	}
+	var b strings.Builder
+	r.paperLength(&b)
+	// DPA: 16000 x 0.5 s + 16 x 216 / 43.2 s = 8080 s; MADDR+DPA adds 3000 x 0.5 s.
+	if !strings.Contains(b.String(), "**DPA 2.2 hours**") || !strings.Contains(b.String(), "**MADDR+DPA 2.7 hours**") {
+		t.Errorf("paper-length text: %s", b.String())
+	}
+}

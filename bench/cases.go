@@ -12,11 +12,12 @@ import (
 	"time"
 
 	"github.com/maddr-project/maddr/baselines"
-	_ "github.com/maddr-project/maddr/baselines/dpa"
-	_ "github.com/maddr-project/maddr/baselines/ganomaly"
+	_ "github.com/maddr-project/maddr/baselines/all"
 	"github.com/maddr-project/maddr/dataset"
 	"github.com/maddr-project/maddr/loader"
 	"github.com/maddr-project/maddr/maddr"
+	"github.com/maddr-project/maddr/modelfile"
+	"github.com/maddr-project/maddr/perceptual"
 	"github.com/maddr-project/maddr/preprocess"
 	"github.com/maddr-project/maddr/torch"
 	"github.com/maddr-project/maddr/train"
@@ -24,8 +25,12 @@ import (
 
 // dpaOptions runs DPA with a randomly initialised VGG19 on both sides: no
 // ImageNet weights can be fetched here, and the weights' values do not
-// change the arithmetic.
-var dpaOptions = json.RawMessage(`{"vgg_random_init": true}`)
+// change the arithmetic. dpaNoCacheOptions also switches off the cache of
+// target features, so every step runs the target's VGG forward.
+var (
+	dpaOptions        = json.RawMessage(`{"vgg_random_init": true}`)
+	dpaNoCacheOptions = json.RawMessage(`{"vgg_random_init": true, "target_cache_mib": -1}`)
+)
 
 // pool is the training images of a case: uniform values in [-1, 1], drawn
 // in shuffled epochs as the training loop draws them. Image i belongs to
@@ -70,10 +75,31 @@ var (
 
 func newBaseline(name string, p Params) (baselines.Baseline, error) {
 	var raw json.RawMessage
-	if name == "dpa" {
+	switch name {
+	case "dpa":
 		raw = dpaOptions
+	case "dpa-nocache":
+		name, raw = "dpa", dpaNoCacheOptions
+	case "fanogan-encoder":
+		// MADDR constrains f-AnoGAN's encoder, which trains in stage 2:
+		// one WGAN iteration (a warm-up step) and stage 2 from then on.
+		name, raw = "fanogan", json.RawMessage(`{"wgan_iters": 1}`)
+		return baselines.New(name, baselines.Options{ImageSize: p.Size, Seed: 1, Raw: raw, Iterations: 1 + p.total()})
 	}
 	return baselines.New(name, baselines.Options{ImageSize: p.Size, Seed: 1, Raw: raw})
+}
+
+// cacheWarmup is the number of extra untimed steps a baseline that caches
+// per-image results needs to reach its steady state: one epoch of the pool,
+// after which every image has been seen (DPA's target features). A
+// paper-length run spends 1 of its 16000 / 20 epochs there.
+func cacheWarmup(b baselines.Baseline, p Params) int {
+	if d, ok := b.(interface {
+		TargetCache() *perceptual.TargetCache
+	}); ok && d.TargetCache() != nil {
+		return (p.Pool + p.Batch - 1) / p.Batch
+	}
+	return 0
 }
 
 // trainLoop runs p.total() training steps of fn on pool batches.
@@ -102,22 +128,44 @@ func runTrain(name string) func(p Params, tm *timer) (string, error) {
 			return "", err
 		}
 		defer b.Store().Free()
-		return notes(b), trainLoop(p, tm, func(s *torch.Scope, it int, x *torch.Tensor, _ []int) error {
-			_, err := b.TrainStep(s, baselines.Step{Iter: it, X: x})
+		note := notes(b)
+		if extra := cacheWarmup(b, p); extra > 0 {
+			p.Warmup += extra
+			tm.warmup += extra
+			note = fmt.Sprintf("target VGG features cached: %d extra warm-up steps (one epoch) fill the cache; %s", extra, note)
+		}
+		// The pool's images never change, so each keeps its identity.
+		return note, trainLoop(p, tm, func(s *torch.Scope, it int, x *torch.Tensor, idx []int) error {
+			_, err := b.TrainStep(s, baselines.Step{Iter: it, X: x, Samples: idx})
 			return err
 		})
 	}
 }
 
 var (
-	runDPATrain      = runTrain("dpa")
-	runGANomalyTrain = runTrain("ganomaly")
+	runDPATrain        = runTrain("dpa")
+	runDPATrainNoCache = runTrain("dpa-nocache")
+	runGANomalyTrain   = runTrain("ganomaly")
 )
 
-// runMADDRTrain is DPA wrapped by MADDR with every constraint and mixup on
-// every step (the costliest iterations of the paper's schedule).
-func runMADDRTrain(p Params, tm *timer) (string, error) {
-	b, err := newBaseline("dpa", p)
+// runMADDRTrain is a baseline wrapped by MADDR with every constraint and
+// mixup on every step (the costliest iterations of the paper's schedule).
+func runMADDRTrain(name string) func(p Params, tm *timer) (string, error) {
+	return func(p Params, tm *timer) (string, error) {
+		return maddrTrain(name, p, tm)
+	}
+}
+
+var (
+	runMADDRDPATrain      = runMADDRTrain("dpa")
+	runMADDRAETrain       = runMADDRTrain("ae")
+	runMADDRMemAETrain    = runMADDRTrain("memae")
+	runMADDRGANomalyTrain = runMADDRTrain("ganomaly")
+	runMADDRFAnoGANTrain  = runMADDRTrain("fanogan-encoder")
+)
+
+func maddrTrain(name string, p Params, tm *timer) (string, error) {
+	b, err := newBaseline(name, p)
 	if err != nil {
 		return "", err
 	}
@@ -133,18 +181,34 @@ func runMADDRTrain(p Params, tm *timer) (string, error) {
 		for j, i := range idx {
 			organ[j], modality[j] = groupOrgan[i%3], groupModality[i%3]
 		}
-		_, err := fw.Step(s, it, maddr.Batch{X: x, Organ: organ, Modality: modality})
+		_, err := fw.Step(s, it, maddr.Batch{X: x, Organ: organ, Modality: modality, Samples: idx})
 		return err
 	})
 }
 
+var (
+	runAETrain      = runTrain("ae")
+	runMemAETrain   = runTrain("memae")
+	runFAnoGANTrain = runTrain("fanogan")
+	runAEScore      = runScore("ae")
+	runMemAEScore   = runScore("memae")
+	runFAnoGANScore = runScore("fanogan")
+)
+
 func runScore(name string) func(p Params, tm *timer) (string, error) {
+	return runScoreIn(name, torch.Float32)
+}
+
+// runScoreIn scores as maddr score --precision does: precision BFloat16
+// runs the baseline's Score under bfloat16 autocast (modelfile.Model.Score).
+func runScoreIn(name string, precision torch.DType) func(p Params, tm *timer) (string, error) {
 	return func(p Params, tm *timer) (string, error) {
 		b, err := newBaseline(name, p)
 		if err != nil {
 			return "", err
 		}
 		defer b.Store().Free()
+		m := &modelfile.Model{Framework: &maddr.Framework{Base: b}, Precision: precision}
 		data := newPool(p.Pool, p.Size, 2)
 		side := int64(p.Size)
 		for range p.total() {
@@ -154,7 +218,7 @@ func runScore(name string) func(p Params, tm *timer) (string, error) {
 				return torch.NoGrad(func() error {
 					return torch.Run(func(s *torch.Scope) error {
 						x := s.Adopt(torch.FromFloat32(xs, int64(p.Batch), 1, side, side))
-						_, err := s.Adopt(b.Score(x)).Float32s()
+						_, err := s.Adopt(m.Score(x)).Float32s()
 						return err
 					})
 				})
@@ -169,6 +233,7 @@ func runScore(name string) func(p Params, tm *timer) (string, error) {
 
 var (
 	runDPAScore      = runScore("dpa")
+	runDPAScoreBF16  = runScoreIn("dpa", torch.BFloat16)
 	runGANomalyScore = runScore("ganomaly")
 )
 

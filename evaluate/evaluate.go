@@ -15,7 +15,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/maddr-project/maddr/baselines"
 	"github.com/maddr-project/maddr/dataset"
 	"github.com/maddr-project/maddr/loader"
 	"github.com/maddr-project/maddr/metrics"
@@ -35,7 +34,7 @@ func ScoreSamples(ctx context.Context, m *modelfile.Model, samples []dataset.Sam
 		return nil, err
 	}
 	defer ld.Close()
-	scores, err := ScoreLoader(ctx, m.Framework.Base, ld)
+	scores, err := ScoreLoader(ctx, m, ld)
 	if err != nil {
 		return nil, err
 	}
@@ -78,10 +77,16 @@ func NewScoringLoader(ctx context.Context, samples []dataset.Sample, pp preproce
 	})
 }
 
-// ScoreLoader returns base's raw anomaly score for every sample of ld
+// ImageScorer turns a batch of images into per-image anomaly scores: a
+// baseline in fp32, or a loaded model file at its chosen precision.
+type ImageScorer interface {
+	Score(x *torch.Tensor) *torch.Tensor
+}
+
+// ScoreLoader returns model's raw anomaly score for every sample of ld
 // (parallel to ld.Samples()), computed without gradients in evaluation mode;
 // NaN marks an image that was skipped or that the model scored NaN.
-func ScoreLoader(ctx context.Context, base baselines.Baseline, ld *loader.Loader) ([]float64, error) {
+func ScoreLoader(ctx context.Context, model ImageScorer, ld *loader.Loader) ([]float64, error) {
 	scores := make([]float64, ld.Len())
 	for i := range scores {
 		scores[i] = math.NaN()
@@ -97,7 +102,7 @@ func ScoreLoader(ctx context.Context, base baselines.Baseline, ld *loader.Loader
 		err := torch.NoGrad(func() error {
 			return torch.Run(func(s *torch.Scope) error {
 				x := s.Adopt(torch.FromFloat32(batch.X, int64(batch.Len()), 1, side, side))
-				v, err := s.Adopt(base.Score(x)).Float32s()
+				v, err := s.Adopt(model.Score(x)).Float32s()
 				if err != nil {
 					return err
 				}

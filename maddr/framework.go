@@ -185,6 +185,9 @@ type Batch struct {
 	X        *torch.Tensor // B x 1 x S x S, scoped to the step
 	Organ    []int64
 	Modality []int64
+	// Samples identifies the images across iterations when they are the
+	// samples' unaltered inputs (see baselines.Step.Samples); nil otherwise.
+	Samples []int
 }
 
 // slices returns z_m, z_o, z_c views of z (B x D).
@@ -227,7 +230,12 @@ func (f *Framework) Step(s *torch.Scope, iter int, b Batch) (baselines.Losses, e
 			return f.constraintLoss(s, z, b, lam, perm)
 		}
 	}
-	return f.Base.TrainStep(s, baselines.Step{Iter: iter, X: x, Mixup: mixed, Hook: hook})
+	step := baselines.Step{Iter: iter, X: x, Mixup: mixed, Hook: hook}
+	if !mixed {
+		// A mixed image is no sample's own, so it has no identity.
+		step.Samples = b.Samples
+	}
+	return f.Base.TrainStep(s, step)
 }
 
 // constraintLoss is lambda_o L_o + lambda_m L_m + lambda_c L_c on z. Under

@@ -93,6 +93,9 @@ type Model struct {
 	Manifest  Manifest
 	Framework *maddr.Framework
 	Path      string
+	// Precision is the arithmetic Score uses (zero value: Float32); it is
+	// a choice of the process scoring, never stored in the file.
+	Precision torch.DType
 }
 
 // Save writes the framework's weights and the manifest to path atomically.

@@ -466,7 +466,7 @@ func (s *Scorer) infer(ctx context.Context, vecs [][]float32, maps bool) (infere
 		err := torch.NoGrad(func() error {
 			return torch.Run(func(sc *torch.Scope) error {
 				x := sc.Adopt(torch.FromFloat32(data, int64(b), 1, int64(side), int64(side)))
-				v, err := sc.Adopt(fw.Base.Score(x)).Float32s()
+				v, err := sc.Adopt(s.model.Score(x)).Float32s()
 				if err != nil {
 					return fmt.Errorf("scoring: %w", err)
 				}

@@ -3,6 +3,8 @@
 #include "shim.h"
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <c10/core/InferenceMode.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
@@ -22,6 +24,9 @@ struct mt_tensor_s {
 };
 struct mt_generator_s {
   at::Generator g;
+};
+struct mt_inference_mode_s {
+  c10::InferenceMode guard;
 };
 
 namespace {
@@ -67,6 +72,8 @@ at::ScalarType scalar_type(int dtype) {
     case MT_BOOL: return at::kBool;
     case MT_UINT8: return at::kByte;
     case MT_INT32: return at::kInt;
+    case MT_FLOAT16: return at::kHalf;
+    case MT_BFLOAT16: return at::kBFloat16;
   }
   throw std::invalid_argument("unsupported dtype code " + std::to_string(dtype));
 }
@@ -79,6 +86,8 @@ int dtype_code(at::ScalarType s) {
     case at::kBool: return MT_BOOL;
     case at::kByte: return MT_UINT8;
     case at::kInt: return MT_INT32;
+    case at::kHalf: return MT_FLOAT16;
+    case at::kBFloat16: return MT_BFLOAT16;
     default: return -1;
   }
 }
@@ -496,5 +505,16 @@ mt_err mt_fill_(mt_tensor a, double v) {
     a->t.fill_(v);
   })
 }
+
+mt_err mt_inference_mode_enter(mt_inference_mode *out) { MT_TRY(*out = new mt_inference_mode_s{}) }
+void mt_inference_mode_exit(mt_inference_mode m) { delete m; }
+mt_err mt_set_autocast_cpu(int on, int dtype) {
+  MT_TRY({
+    if (on) at::autocast::set_autocast_cpu_dtype(scalar_type(dtype));
+    at::autocast::set_cpu_enabled(on != 0);
+  })
+}
+int mt_autocast_cpu_enabled(void) { return at::autocast::is_cpu_enabled() ? 1 : 0; }
+void mt_autocast_clear_cache(void) { at::autocast::clear_cache(); }
 
 }  // extern "C"

@@ -17,7 +17,7 @@ typedef struct mt_tensor_s *mt_tensor;
 typedef struct mt_generator_s *mt_generator;
 typedef char *mt_err;
 
-enum mt_dtype { MT_FLOAT32 = 0, MT_FLOAT64 = 1, MT_INT64 = 2, MT_BOOL = 3, MT_UINT8 = 4, MT_INT32 = 5 };
+enum mt_dtype { MT_FLOAT32 = 0, MT_FLOAT64 = 1, MT_INT64 = 2, MT_BOOL = 3, MT_UINT8 = 4, MT_INT32 = 5, MT_FLOAT16 = 6, MT_BFLOAT16 = 7 };
 
 void mt_free_string(char *s);
 void mt_free(mt_tensor t);
@@ -32,6 +32,14 @@ int mt_get_num_threads(void);
 void mt_set_grad_enabled(int on);
 int mt_is_grad_enabled(void);
 mt_err mt_manual_seed(uint64_t seed);
+
+/* thread-local modes of the calling OS thread */
+typedef struct mt_inference_mode_s *mt_inference_mode;
+mt_err mt_inference_mode_enter(mt_inference_mode *out); /* as c10::InferenceMode: no autograd, no version counters */
+void mt_inference_mode_exit(mt_inference_mode m);      /* exits must nest inside enters on the same thread */
+mt_err mt_set_autocast_cpu(int on, int dtype);         /* CPU autocast (torch.autocast("cpu")) to dtype */
+int mt_autocast_cpu_enabled(void);
+void mt_autocast_clear_cache(void);
 
 /* generators */
 mt_err mt_generator_new(uint64_t seed, mt_generator *out);

@@ -26,6 +26,10 @@ const (
 	Bool    DType = C.MT_BOOL
 	Uint8   DType = C.MT_UINT8
 	Int32   DType = C.MT_INT32
+	// Float16 and BFloat16 are reduced-precision storage and arithmetic
+	// types; Go reads them as float32 (Float32s converts).
+	Float16  DType = C.MT_FLOAT16
+	BFloat16 DType = C.MT_BFLOAT16
 )
 
 func (d DType) String() string {
@@ -42,6 +46,10 @@ func (d DType) String() string {
 		return "uint8"
 	case Int32:
 		return "int32"
+	case Float16:
+		return "float16"
+	case BFloat16:
+		return "bfloat16"
 	}
 	return fmt.Sprintf("dtype(%d)", int(d))
 }
@@ -52,6 +60,8 @@ func (d DType) size() int {
 		return 8
 	case Float32, Int32:
 		return 4
+	case Float16, BFloat16:
+		return 2
 	}
 	return 1
 }

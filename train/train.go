@@ -312,6 +312,9 @@ func Run(ctx context.Context, cfg Config, dir string, o Options) (*Result, error
 
 	t0 := time.Now()
 	side := int64(cfg.Preprocess.Size)
+	// Without augmentation a sample's input is the same every epoch, so the
+	// baseline may reuse what it computed from it (DPA's target features).
+	stableInputs := !cfg.Augment.Enabled()
 	var last baselines.Losses
 	for it := start + 1; it <= cfg.Iterations; it++ {
 		if err := ctx.Err(); err != nil {
@@ -326,7 +329,11 @@ func Run(ctx context.Context, cfg Config, dir string, o Options) (*Result, error
 		}
 		err = torch.Run(func(s *torch.Scope) error {
 			x := s.Adopt(torch.FromFloat32(batch.X, int64(batch.Len()), 1, side, side))
-			l, err := fw.Step(s, it, maddr.Batch{X: x, Organ: batch.Organ, Modality: batch.Modality})
+			b := maddr.Batch{X: x, Organ: batch.Organ, Modality: batch.Modality}
+			if stableInputs {
+				b.Samples = batch.Index
+			}
+			l, err := fw.Step(s, it, b)
 			last = l
 			return err
 		})

@@ -49,6 +49,12 @@ type Settings struct {
 	VGGWidthDivisor int `json:"vgg_width_divisor,omitempty"`
 	// LR overrides Adam's learning rate (0: 1e-3).
 	LR float64 `json:"lr,omitempty"`
+	// TargetCacheMiB bounds the cache of target VGG features reused across
+	// epochs when the training images do not change (0: DefaultTargetCacheMiB,
+	// negative: no cache). TargetCacheStorage is its element type: "float32"
+	// (default, exact), "float16" or "bfloat16" (half the memory, rounded).
+	TargetCacheMiB     int    `json:"target_cache_mib,omitempty"`
+	TargetCacheStorage string `json:"target_cache_storage,omitempty"`
 }
 
 // Config is what a model file records about a DPA model.
@@ -86,6 +92,8 @@ type DPA struct {
 	dec   *decoder
 	vgg   *perceptual.VGG
 	rp    *perceptual.Loss
+	// targets caches target features of unchanging training images (nil: off).
+	targets *perceptual.TargetCache
 
 	params []*nn.Param // encoder, decoder, then attached heads
 	opt    *nn.Adam
@@ -232,6 +240,20 @@ func New(o baselines.Options) (baselines.Baseline, error) {
 		NumParams:  store.NumParams(),
 	}
 	d.cfg.LR = lr
+	if set.TargetCacheMiB >= 0 {
+		mib := set.TargetCacheMiB
+		if mib == 0 {
+			mib = perceptual.DefaultTargetCacheMiB
+		}
+		storage, err := perceptual.ParseStorage(set.TargetCacheStorage)
+		if err == nil {
+			d.targets, err = perceptual.NewTargetCache(vgg, int64(mib)<<20, storage)
+		}
+		if err != nil {
+			d.free()
+			return nil, fmt.Errorf("dpa: %w", err)
+		}
+	}
 	if err := d.newOptimizer(); err != nil {
 		d.free()
 		return nil, err
@@ -255,9 +277,15 @@ func (d *DPA) newOptimizer() error {
 }
 
 func (d *DPA) free() {
+	if d.targets != nil {
+		d.targets.Free()
+	}
 	d.store.Free()
 	d.vgg.Free()
 }
+
+// TargetCache is the cache of target features (nil when switched off).
+func (d *DPA) TargetCache() *perceptual.TargetCache { return d.targets }
 
 // Name implements baselines.Baseline.
 func (d *DPA) Name() string { return "dpa" }
@@ -319,7 +347,16 @@ func (d *DPA) TrainStep(s *torch.Scope, step baselines.Step) (baselines.Losses, 
 	x := s.AliasIn(step.X)
 	z := d.enc.forward(x)
 	recon := d.dec.forward(z)
-	rp := d.rp.PerImage(x, recon).Mean()
+	var rp *torch.Tensor
+	if d.targets != nil && !step.Mixup && step.Samples != nil {
+		t32, t42, err := d.targets.Features(s, x, step.Samples)
+		if err != nil {
+			return nil, fmt.Errorf("dpa: iteration %d: %w", step.Iter, err)
+		}
+		rp = d.rp.PerImageFromTarget(t32, t42, recon).Mean()
+	} else {
+		rp = d.rp.PerImage(x, recon).Mean()
+	}
 	l1 := recon.Sub(x).Abs().Mean()
 	total := rp.Add(l1.MulScalar(L1Weight))
 	losses := baselines.Losses{}

@@ -42,6 +42,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	markdown := fs.String("markdown", "", "write the results as Markdown (for BENCHMARKS.md)")
 	jsonOut := fs.String("json", "", "write every measurement as JSON")
 	plotOut := fs.String("plot", "", "write a PNG bar chart of images/s")
+	scalingPlot := fs.String("scaling-plot", "", "write a PNG of the DPA step time against batch size and image size (needs --scaling)")
 	cpuProfile := fs.String("cpuprofile", "", "with --child: write a Go CPU profile of the case (time inside libtorch shows as runtime.cgocall)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -160,6 +161,15 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		if err := write(*plotOut, png); err != nil {
+			return err
+		}
+	}
+	if *scalingPlot != "" {
+		png, err := rep.ScalingPNG()
+		if err != nil {
+			return err
+		}
+		if err := write(*scalingPlot, png); err != nil {
 			return err
 		}
 	}

@@ -52,6 +52,9 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	save := fs.Bool("save-thresholds", true, "store the chosen per-group thresholds in the model file (used by 'maddr score')")
 	skipBad := fs.Bool("skip-bad", false, "skip unreadable images instead of stopping")
 	threads := fs.Int("threads", 0, "libtorch threads (0: all cores)")
+	precision := precisionFlag(fs)
+	comparePrecision := fs.Bool("compare-precision", false, "score val and test in fp32 and in bf16 and report the per-group AUC difference "+
+		"(writes precision.json and precision.md; no thresholds are saved)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -69,6 +72,9 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := setPrecision(m, *precision); err != nil {
+		return err
+	}
 	specs := []dataset.Spec(data)
 	if len(specs) == 0 {
 		specs = trainingSources(m.Manifest)
@@ -82,13 +88,16 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rep, err := evaluate.Evaluate(ctx, m, samples, metrics.SelectOptions{Steps: *steps, Criterion: crit, FallbackPercentile: *fallback}, *skipBad)
-	if err != nil {
-		return err
-	}
 	dir := *outDir
 	if dir == "" {
 		dir = filepath.Dir(path)
+	}
+	if *comparePrecision {
+		return runComparePrecision(ctx, m, samples, metrics.SelectOptions{Steps: *steps, Criterion: crit, FallbackPercentile: *fallback}, *skipBad, dir, stdout)
+	}
+	rep, err := evaluate.Evaluate(ctx, m, samples, metrics.SelectOptions{Steps: *steps, Criterion: crit, FallbackPercentile: *fallback}, *skipBad)
+	if err != nil {
+		return err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -109,5 +118,27 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "\nwrote %s and %s\n", filepath.Join(dir, "eval.json"), filepath.Join(dir, "eval.md"))
+	return nil
+}
+
+// runComparePrecision is eval --compare-precision.
+func runComparePrecision(ctx context.Context, m *modelfile.Model, samples []dataset.Sample, opts metrics.SelectOptions, skipBad bool, dir string, stdout io.Writer) error {
+	c, err := evaluate.ComparePrecision(ctx, m, samples, opts, skipBad)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := safetensors.WriteAtomic(filepath.Join(dir, "precision.json"), c.WriteJSON); err != nil {
+		return err
+	}
+	if err := safetensors.WriteAtomic(filepath.Join(dir, "precision.md"), c.WriteMarkdown); err != nil {
+		return err
+	}
+	if err := c.WriteMarkdown(stdout); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nwrote %s and %s\n", filepath.Join(dir, "precision.json"), filepath.Join(dir, "precision.md"))
 	return nil
 }

@@ -55,6 +55,7 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 	sf := addScoreFlags(fs)
 	skipBad := fs.Bool("skip-bad", false, "exit 0 even when some images could not be read (their rows say error either way)")
 	threads := fs.Int("threads", 0, "libtorch threads (0: all cores)")
+	precision := precisionFlag(fs)
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -82,6 +83,9 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 	path := resolveModel(*modelPath)
 	m, err := modelfile.Load(path)
 	if err != nil {
+		return err
+	}
+	if err := setPrecision(m, *precision); err != nil {
 		return err
 	}
 	sc, err := score.New(m, sf.options())

@@ -32,6 +32,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	maxSlices := fs.Int("max-slices", d.MaxSlices, "most 2-D images per upload")
 	timeout := fs.Duration("timeout", d.Timeout, "deadline of one request, waiting included")
 	threads := fs.Int("threads", 0, "libtorch threads (0: all cores)")
+	precision := precisionFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -43,6 +44,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	path := resolveModel(*modelPath)
 	m, err := modelfile.Load(path)
 	if err != nil {
+		return err
+	}
+	if err := setPrecision(m, *precision); err != nil {
 		return err
 	}
 	sc, err := score.New(m, sf.options())

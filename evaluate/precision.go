@@ -1,0 +1,143 @@
+package evaluate
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"time"
+
+	"github.com/maddr-project/maddr/dataset"
+	"github.com/maddr-project/maddr/metrics"
+	"github.com/maddr-project/maddr/modelfile"
+	"github.com/maddr-project/maddr/torch"
+)
+
+// MaxPrecisionAUCLoss is the largest test-AUC difference (in points, i.e.
+// AUC x 100) between fp32 and bf16 scoring on any group for which bf16 may
+// be recommended.
+const MaxPrecisionAUCLoss = 0.5
+
+// PrecisionGroup compares one group's test AUC under both precisions.
+type PrecisionGroup struct {
+	Group   string   `json:"group"`
+	Samples int      `json:"samples"`
+	AUCFP32 *float64 `json:"auc_fp32,omitempty"`
+	AUCBF16 *float64 `json:"auc_bf16,omitempty"`
+	// DiffPoints is (AUC bf16 - AUC fp32) x 100; nil without AUC.
+	DiffPoints *float64 `json:"diff_points,omitempty"`
+}
+
+// PrecisionComparison is what CompareShow prints and writes.
+type PrecisionComparison struct {
+	Model  string           `json:"model"`
+	Groups []PrecisionGroup `json:"groups"`
+	// Overall is the pooled test set.
+	Overall PrecisionGroup `json:"overall"`
+	// MaxScoreRelDiff is the largest |s_bf16 - s_fp32| / |s_fp32| over
+	// every scored image.
+	MaxScoreRelDiff float64 `json:"max_score_rel_diff"`
+	// Seconds is the wall time of scoring val+test in each precision.
+	SecondsFP32 float64 `json:"seconds_fp32"`
+	SecondsBF16 float64 `json:"seconds_bf16"`
+	// WithinLimit is true when every group's |DiffPoints| <= MaxPrecisionAUCLoss.
+	WithinLimit bool `json:"within_limit"`
+}
+
+// ComparePrecision scores the validation and test samples in fp32 and in
+// bf16 and compares the per-group test AUC (thresholds do not enter AUC).
+func ComparePrecision(ctx context.Context, m *modelfile.Model, samples []dataset.Sample, opts metrics.SelectOptions, skipBad bool) (*PrecisionComparison, error) {
+	keep := m.Precision
+	defer func() { m.Precision = keep }()
+	var reports [2]*Report
+	var scores [2][]float64
+	var seconds [2]float64
+	var val, test []dataset.Sample
+	for _, s := range samples {
+		switch s.Split {
+		case dataset.Val:
+			val = append(val, s)
+		case dataset.Test:
+			test = append(test, s)
+		}
+	}
+	for i, p := range []torch.DType{torch.Float32, torch.BFloat16} {
+		m.Precision = p
+		t0 := time.Now()
+		vs, err := ScoreSamples(ctx, m, val, 32, skipBad)
+		if err != nil {
+			return nil, fmt.Errorf("%s scoring: %w", modelfile.PrecisionName(p), err)
+		}
+		ts, err := ScoreSamples(ctx, m, test, 32, skipBad)
+		if err != nil {
+			return nil, fmt.Errorf("%s scoring: %w", modelfile.PrecisionName(p), err)
+		}
+		seconds[i] = time.Since(t0).Seconds()
+		if reports[i], err = FromScores(m, val, test, vs, ts, opts); err != nil {
+			return nil, err
+		}
+		scores[i] = append(vs, ts...)
+	}
+	c := &PrecisionComparison{Model: m.Path, SecondsFP32: seconds[0], SecondsBF16: seconds[1], WithinLimit: true}
+	for i, a := range scores[0] {
+		b := scores[1][i]
+		if math.IsNaN(a) || math.IsNaN(b) {
+			continue
+		}
+		if d := math.Abs(b-a) / math.Max(math.Abs(a), 1e-30); d > c.MaxScoreRelDiff {
+			c.MaxScoreRelDiff = d
+		}
+	}
+	compare := func(name string, a, b metrics.Report) PrecisionGroup {
+		g := PrecisionGroup{Group: name, Samples: a.Samples, AUCFP32: a.AUC, AUCBF16: b.AUC}
+		if a.AUC != nil && b.AUC != nil {
+			d := (*b.AUC - *a.AUC) * 100
+			g.DiffPoints = &d
+		}
+		return g
+	}
+	for i, g := range reports[0].Results.Groups {
+		pg := compare(g.Group, g.Test, reports[1].Results.Groups[i].Test)
+		if pg.DiffPoints != nil && math.Abs(*pg.DiffPoints) > MaxPrecisionAUCLoss {
+			c.WithinLimit = false
+		}
+		c.Groups = append(c.Groups, pg)
+	}
+	c.Overall = compare("all", reports[0].Results.Overall, reports[1].Results.Overall)
+	return c, nil
+}
+
+// WriteJSON writes c as indented JSON.
+func (c *PrecisionComparison) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(c)
+}
+
+// WriteMarkdown writes c as a table.
+func (c *PrecisionComparison) WriteMarkdown(w io.Writer) error {
+	auc := func(p *float64) string {
+		if p == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.4f", *p)
+	}
+	diff := func(p *float64) string {
+		if p == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%+.2f", *p)
+	}
+	fmt.Fprintf(w, "| group | test images | AUC fp32 | AUC bf16 | difference (points) |\n|---|---|---|---|---|\n")
+	for _, g := range append(append([]PrecisionGroup{}, c.Groups...), c.Overall) {
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s |\n", g.Group, g.Samples, auc(g.AUCFP32), auc(g.AUCBF16), diff(g.DiffPoints))
+	}
+	verdict := "within"
+	if !c.WithinLimit {
+		verdict = "NOT within"
+	}
+	_, err := fmt.Fprintf(w, "\nLargest relative score difference %.2g; scoring val+test took %.1f s in fp32, %.1f s in bf16. "+
+		"Every group %s %.1f AUC points of fp32.\n", c.MaxScoreRelDiff, c.SecondsFP32, c.SecondsBF16, verdict, MaxPrecisionAUCLoss)
+	return err
+}
