@@ -21,9 +21,11 @@ import (
 	"github.com/maddr-project/maddr/evaluate"
 	"github.com/maddr-project/maddr/loader"
 	"github.com/maddr-project/maddr/maddr"
+	"github.com/maddr-project/maddr/medimg"
 	"github.com/maddr-project/maddr/metrics"
 	"github.com/maddr-project/maddr/modelfile"
 	"github.com/maddr-project/maddr/phantom"
+	"github.com/maddr-project/maddr/report"
 	"github.com/maddr-project/maddr/safetensors"
 	"github.com/maddr-project/maddr/torch"
 	"github.com/maddr-project/maddr/train"
@@ -40,6 +42,7 @@ const (
 	demoDefaultDifficulty = 0.0
 	demoDefaultSize       = 32
 	demoDefaultSeeds      = "1,2,3"
+	demoDefaultWindows    = "liver=60:160,lung=-600:800"
 )
 
 // demoIterations is each baseline's default schedule in the demo: 3 seeds x (3 single-group baselines + one
@@ -96,6 +99,7 @@ type demoSettings struct {
 	Seeds        []uint64        `json:"training_seeds"`
 	Split        string          `json:"split"`
 	Threads      int             `json:"threads"`
+	HUWindows    string          `json:"hu_windows,omitempty"`
 }
 
 func runDemo(args []string, stdout, stderr io.Writer) error {
@@ -106,11 +110,12 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	batch := fs.Int("batch", 32, "batch size")
 	size := fs.Int("size", demoDefaultSize, "network input side (the paper's is 64)")
 	crop := fs.Int("crop", -1, "centre crop after the resize to 256 (-1: the default pipeline's 224; 0: none)")
-	scale := fs.Float64("scale", 0.5, "phantom data set size as a fraction of the paper's split sizes")
+	scale := fs.Float64("scale", 1, "phantom data set size as a fraction of the paper's split sizes (only evaluation grows with it; training runs a fixed number of iterations)")
 	difficulty := fs.Float64("difficulty", demoDefaultDifficulty, "phantom anomaly subtlety (0 obvious .. 1 barely visible)")
 	dataSeed := fs.Uint64("data-seed", 8499, "seed of the generated phantom data")
 	seedList := fs.String("seeds", demoDefaultSeeds, "comma-separated training seeds; every trained row reports mean +- std over them")
 	split := fs.String("split", "test", "split to report: test, or val to compare candidate settings without looking at the test split")
+	windowList := fs.String("hu-windows", demoDefaultWindows, "CT windows as organ=centre:width,... in HU (empty: the default pipeline's liver 25:450, lung -600:1500; the demo's narrower windows were chosen on validation)")
 	threads := fs.Int("threads", 0, "libtorch threads (0: all cores)")
 	out := fs.String("out", "demo-out", "report directory")
 	if err := parseFlags(fs, args); err != nil {
@@ -123,6 +128,10 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("--split %q: want test or val", *split)
 	}
 	seeds, err := parseSeeds(*seedList)
+	if err != nil {
+		return err
+	}
+	windows, err := parseWindows(*windowList)
 	if err != nil {
 		return err
 	}
@@ -145,7 +154,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	st := demoSettings{Model: *model, ModelOptions: opts, Iterations: *iterations, Batch: *batch, Size: *size,
-		Difficulty: *difficulty, Scale: *scale, DataSeed: *dataSeed, Seeds: seeds, Split: *split, Threads: *threads}
+		Difficulty: *difficulty, Scale: *scale, DataSeed: *dataSeed, Seeds: seeds, Split: *split, Threads: *threads, HUWindows: *windowList}
 	if st.Iterations == 0 {
 		st.Iterations = demoIterations(*model)
 	}
@@ -170,6 +179,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	base := train.Defaults(st.Model)
 	base.Iterations, base.BatchSize, base.Threads, base.ModelOptions = st.Iterations, st.Batch, st.Threads, opts
 	base.Preprocess.Size = st.Size
+	base.Preprocess.HUWindows = windows
 	if *crop >= 0 {
 		base.Preprocess.Crop = *crop
 	}
@@ -186,6 +196,8 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	}
 	var notes []string
 	var runs []demoRun
+	var montage [][]report.Tile
+	var montageTitles []string
 	stat, err := meanImageStatistic(ctx, base, samples, groups, reported)
 	if err != nil {
 		return err
@@ -225,6 +237,14 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		}
 		if err := scoreModel(m, method, cfg.Seed, res.Seconds, evalGroups); err != nil {
 			return err
+		}
+		if method == rowBase && cfg.Seed == st.Seeds[0] {
+			row, err := heatmapRow(ctx, m, cfg, splitOf(samples, cfg.Groups[0], reported), lesionsByID(cases, base.Preprocess, pc.Size))
+			if err != nil {
+				return fmt.Errorf("%s: heat maps: %w", label, err)
+			}
+			montage = append(montage, row)
+			montageTitles = append(montageTitles, fmt.Sprintf("%s, %s seed %d: image | error map (3 abnormal: largest, median, smallest lesion; 2 normal)", cfg.Groups[0], st.Model, cfg.Seed))
 		}
 		if reported == dataset.Test {
 			rep, err := evaluate.Evaluate(ctx, m, filterGroups(samples, evalGroups), metrics.SelectOptions{}, false)
@@ -268,6 +288,15 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if len(montage) > 0 {
+		img, err := report.HeatMontage(montage, montageTitles, st.Size)
+		if err != nil {
+			return err
+		}
+		if plots["heatmaps.png"], err = report.PNG(img); err != nil {
+			return err
+		}
+	}
 	for name, png := range plots {
 		if err := safetensors.WriteAtomic(filepath.Join(*out, name), func(w io.Writer) error { _, err := w.Write(png); return err }); err != nil {
 			return err
@@ -287,6 +316,86 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "\nreport: %s (plots %s), models: %s/seed*/*/model.safetensors\n", filepath.Join(*out, "demo.md"),
 		strings.Join(sortedKeys(plots), ", "), *out)
 	return nil
+}
+
+// heatmapRow shows a trained model's anomaly map (its reconstruction error for the autoencoders) on the abnormal
+// cases with the largest, median and smallest largest-lesion, and on two normal cases, so a user sees what the
+// network reconstructs and what it misses.
+func heatmapRow(ctx context.Context, m *modelfile.Model, cfg train.Config, set []dataset.Sample, lesions map[string]caseLesion) ([]report.Tile, error) {
+	var abnormal, normal []dataset.Sample
+	for _, s := range set {
+		if _, ok := lesions[s.ID]; ok && s.Label == dataset.Abnormal {
+			abnormal = append(abnormal, s)
+		} else if s.Label == dataset.Normal && len(normal) < 2 {
+			normal = append(normal, s)
+		}
+	}
+	slices.SortStableFunc(abnormal, func(a, b dataset.Sample) int {
+		return cmpFloat(lesions[b.ID].RadiusPx, lesions[a.ID].RadiusPx)
+	})
+	var pick []dataset.Sample
+	if len(abnormal) > 0 {
+		pick = append(pick, abnormal[0], abnormal[len(abnormal)/2], abnormal[len(abnormal)-1])
+	}
+	pick = append(pick, normal...)
+	xs, err := preprocessAll(ctx, cfg, pick)
+	if err != nil {
+		return nil, err
+	}
+	side := int64(cfg.Preprocess.Size)
+	var tiles []report.Tile
+	err = torch.NoGrad(func() error {
+		return torch.Run(func(s *torch.Scope) error {
+			x := s.Adopt(torch.FromFloat32(slices.Concat(xs...), int64(len(xs)), 1, side, side))
+			maps, err := s.Adopt(m.Framework.Base.AnomalyMap(x)).Float32s()
+			if err != nil {
+				return err
+			}
+			scores, err := s.Adopt(m.Framework.Base.Score(x)).Float32s()
+			if err != nil {
+				return err
+			}
+			px := int(side * side)
+			for i, smp := range pick {
+				caption := fmt.Sprintf("score %.4g", scores[i])
+				if l, ok := lesions[smp.ID]; ok {
+					caption = fmt.Sprintf("r %.1f px, %.4g", l.RadiusPx, scores[i])
+				}
+				tiles = append(tiles, report.Tile{Image: xs[i], Map: maps[i*px : (i+1)*px], Caption: caption, Abnormal: smp.Label == dataset.Abnormal})
+			}
+			return nil
+		})
+	})
+	return tiles, err
+}
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// parseWindows reads organ=centre:width pairs, e.g. "liver=60:160,lung=-600:800".
+func parseWindows(list string) (map[string]medimg.Window, error) {
+	if strings.TrimSpace(list) == "" {
+		return nil, nil
+	}
+	out := map[string]medimg.Window{}
+	for _, f := range strings.Split(list, ",") {
+		organ, cw, ok := strings.Cut(strings.TrimSpace(f), "=")
+		c, w, ok2 := strings.Cut(cw, ":")
+		centre, err1 := strconv.ParseFloat(c, 32)
+		width, err2 := strconv.ParseFloat(w, 32)
+		if !ok || !ok2 || organ == "" || err1 != nil || err2 != nil || !(width > 0) {
+			return nil, fmt.Errorf("--hu-windows: %q is not organ=centre:width with a positive width", f)
+		}
+		out[organ] = medimg.Window{Center: float32(centre), Width: float32(width)}
+	}
+	return out, nil
 }
 
 func parseSeeds(list string) ([]uint64, error) {
@@ -588,6 +697,9 @@ func writeDemoSummary(b *strings.Builder, st demoSettings, groups []string, runs
 		st.DataSeed, st.Scale, st.Difficulty)
 	fmt.Fprintf(b, "Model %s (%s), input %dx%d (%s), batch %d, %d iterations per run, training seeds %v.\n",
 		st.Model, opts, st.Size, st.Size, crop, st.Batch, st.Iterations, st.Seeds)
+	if st.HUWindows != "" {
+		fmt.Fprintf(b, "CT windows (HU, centre:width): %s; other organs and the X-ray as in the default pipeline.\n", st.HUWindows)
+	}
 	fmt.Fprintf(b, "Took %s wall time, %.0f s CPU time (user+system of this process).\n", took.Round(time.Second), cpu)
 	fmt.Fprintf(b, "Metrics in %% on each group's %s split; thresholds chosen on the group's validation split (macro-F1).\n", splitName)
 	b.WriteString("Trained and iteration-0 rows: mean +- std over the training seeds; the statistic has no seed: its AUC\n")

@@ -112,3 +112,18 @@ func TestBootstrapAUC(t *testing.T) {
 		t.Errorf("perfectly separated scores: [%g, %g], want [1, 1]", lo, hi)
 	}
 }
+
+func TestParseWindows(t *testing.T) {
+	w, err := parseWindows("liver=60:160, lung=-600:800")
+	if err != nil || len(w) != 2 || w["liver"].Center != 60 || w["liver"].Width != 160 || w["lung"].Center != -600 || w["lung"].Width != 800 {
+		t.Fatalf("got %v, %v", w, err)
+	}
+	if w, err := parseWindows(""); err != nil || w != nil {
+		t.Errorf("empty list: %v, %v", w, err)
+	}
+	for _, bad := range []string{"liver", "liver=60", "liver=a:160", "liver=60:0", "=60:160", "liver=60:-5"} {
+		if _, err := parseWindows(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
