@@ -31,7 +31,7 @@ func spine(c *canvas, rng *rand.Rand, y, size float64) {
 }
 
 // liverCT draws an axial abdominal CT slice at the level of the liver (HU).
-func liverCT(rng *rand.Rand, n int, abnormal, hideAnomaly bool, difficulty float64) medimg.Image {
+func liverCT(rng *rand.Rand, n int, abnormal, hideAnomaly bool, difficulty float64) (medimg.Image, []Lesion) {
 	// Anomalies draw from their own stream, taken first, so hiding them (hideAnomaly) leaves the rest intact.
 	arng := rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64()))
 	c := newCanvas(n, huAir, uniform(rng, 0.88, 1.04), uniform(rng, -6, 6), uniform(rng, -0.05, 0.05), uniform(rng, -0.04, 0.06))
@@ -125,6 +125,7 @@ func liverCT(rng *rand.Rand, n int, abnormal, hideAnomaly bool, difficulty float
 	c.fill(blob{cx: uniform(rng, 0.02, 0.07), cy: spineY - 0.12, rx: 0.04, ry: 0.04}, 1, nil, uniform(rng, 150, 190))
 	c.fill(blob{cx: uniform(rng, -0.12, -0.07), cy: spineY - 0.13, rx: 0.045, ry: 0.032}, 1, nil, uniform(rng, 110, 150))
 
+	var lesions []Lesion
 	if abnormal && !hideAnomaly {
 		// Tumours: mostly hypodense, some hyperdense (close to vessel density), 1..4 of them.
 		count := 1 + int(math.Floor(math.Pow(arng.Float64(), 1.8)*4))
@@ -140,6 +141,7 @@ func liverCT(rng *rand.Rand, n int, abnormal, hideAnomaly bool, difficulty float
 				delta = -delta * 0.8
 			}
 			lesion := blob{cx: x, cy: y, rx: r, ry: r * uniform(arng, 0.7, 1.2), angle: arng.Float64() * math.Pi, harm: randomHarmonics(arng, 0.12, 5)}
+			lesions = append(lesions, Lesion{RadiusPx: math.Max(lesion.rx, lesion.ry) * c.pixelsPerUnit(), Contrast: math.Abs(delta)})
 			edge := lerp(1.5, 4, difficulty) * float64(n) / 128
 			inner := arng.Float64() < 0.5
 			c.paint(lesion, edge, &organ, func(px, py float64) float64 {
@@ -156,7 +158,7 @@ func liverCT(rng *rand.Rand, n int, abnormal, hideAnomaly bool, difficulty float
 	}
 
 	ctNoise(rng, c.pix, n, uniform(rng, 10, 20), uniform(rng, 8, 25), 0, 0.35)
-	return ctImage(c.pix, n)
+	return ctImage(c.pix, n), lesions
 }
 
 // texAt samples a noise field at an anatomy point (wrapping), so textures move with the anatomy.

@@ -8,7 +8,7 @@ import (
 )
 
 // lungCT draws an axial chest CT slice through both lungs (HU, non-contrast).
-func lungCT(rng *rand.Rand, n int, abnormal, hideAnomaly bool, difficulty float64) medimg.Image {
+func lungCT(rng *rand.Rand, n int, abnormal, hideAnomaly bool, difficulty float64) (medimg.Image, []Lesion) {
 	// Anomalies draw from their own stream, taken first, so hiding them (hideAnomaly) leaves the rest intact.
 	arng := rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64()))
 	c := newCanvas(n, huAir, uniform(rng, 0.88, 1.04), uniform(rng, -6, 6), uniform(rng, -0.05, 0.05), uniform(rng, -0.04, 0.06))
@@ -103,6 +103,7 @@ func lungCT(rng *rand.Rand, n int, abnormal, hideAnomaly bool, difficulty float6
 		c.add(band, &l, uniform(rng, 100, 300), bump)
 	}
 
+	var lesions []Lesion
 	if abnormal && !hideAnomaly {
 		// Ground-glass opacities, sometimes with consolidation, peripheral and posterior by preference.
 		count := 1 + int(math.Floor(math.Pow(arng.Float64(), 1.5)*5))
@@ -118,6 +119,7 @@ func lungCT(rng *rand.Rand, n int, abnormal, hideAnomaly bool, difficulty float6
 			rise := lerp(450, 80, difficulty) * uniform(arng, 0.7, 1.3)
 			consolidate := arng.Float64() < 0.3*(1-difficulty)
 			g := blob{cx: x, cy: y, rx: r, ry: r * uniform(arng, 0.6, 1.1), angle: arng.Float64() * math.Pi, harm: randomHarmonics(arng, 0.15, 5)}
+			lesions = append(lesions, Lesion{RadiusPx: math.Max(g.rx, g.ry) * c.pixelsPerUnit(), Contrast: rise})
 			x0, y0, x1, y1 := c.box(g.cx, g.cy, g.bound())
 			for py := y0; py <= y1; py++ {
 				for px := x0; px <= x1; px++ {
@@ -140,5 +142,5 @@ func lungCT(rng *rand.Rand, n int, abnormal, hideAnomaly bool, difficulty float6
 	}
 
 	ctNoise(rng, c.pix, n, uniform(rng, 15, 30), uniform(rng, 10, 30), 0, 0.3)
-	return ctImage(c.pix, n)
+	return ctImage(c.pix, n), lesions
 }

@@ -44,6 +44,39 @@ type Case struct {
 	Abnormal bool
 	ID       string // unique and stable: group/split/normal|abnormal/index
 	Group    string
+	// Lesions lists the anomalies drawn into an abnormal case, in drawing order (empty for a normal one), so
+	// reports can say which sizes and strengths a detector finds.
+	Lesions []Lesion
+}
+
+// Lesion is the size and strength one anomaly was drawn with.
+type Lesion struct {
+	// RadiusPx is the longer semi-axis of the lesion's outline (before its irregularity) in pixels of the
+	// native image; multiply by (network side) / (native side seen after cropping) for the network input.
+	RadiusPx float64 `json:"radius_px"`
+	// Contrast is the intended intensity change at the lesion's core, in ContrastUnit(group): HU for the CT
+	// groups (liver: |tumour - liver|; lung: the ground-glass rise, which the drawing caps at soft-tissue
+	// density), added attenuation for the chest X-ray (ribs add about 0.14-0.22).
+	Contrast float64 `json:"contrast"`
+}
+
+// Largest returns the lesion with the largest radius (the zero Lesion when there is none).
+func Largest(lesions []Lesion) Lesion {
+	var best Lesion
+	for _, l := range lesions {
+		if l.RadiusPx > best.RadiusPx {
+			best = l
+		}
+	}
+	return best
+}
+
+// ContrastUnit names the unit of Lesion.Contrast for a group.
+func ContrastUnit(group string) string {
+	if g, ok := lookup(group); ok && g.Modality == "ct" {
+		return "HU"
+	}
+	return "attenuation"
 }
 
 // GroupInfo describes one organ/modality group and its paper split sizes.
@@ -172,16 +205,17 @@ func render(cfg Config, s Spec, hideAnomaly bool) (Case, error) {
 	fmt.Fprintf(h, "%s\x00%s\x00%t\x00%d", s.Group, s.Split, s.Abnormal, s.Index)
 	rng := rand.New(rand.NewPCG(cfg.Seed, h.Sum64()))
 	var img medimg.Image
+	var lesions []Lesion
 	switch s.Group {
 	case "liver-ct":
-		img = liverCT(rng, cfg.Size, s.Abnormal, hideAnomaly, cfg.Difficulty)
+		img, lesions = liverCT(rng, cfg.Size, s.Abnormal, hideAnomaly, cfg.Difficulty)
 	case "lung-ct":
-		img = lungCT(rng, cfg.Size, s.Abnormal, hideAnomaly, cfg.Difficulty)
+		img, lesions = lungCT(rng, cfg.Size, s.Abnormal, hideAnomaly, cfg.Difficulty)
 	case "chest-xray":
-		img = chestXray(rng, cfg.Size, s.Abnormal, hideAnomaly, cfg.Difficulty)
+		img, lesions = chestXray(rng, cfg.Size, s.Abnormal, hideAnomaly, cfg.Difficulty)
 	}
 	img.Source = "phantom:" + s.ID()
-	return Case{Image: img, Organ: g.Organ, Modality: g.Modality, Split: s.Split, Abnormal: s.Abnormal, ID: s.ID(), Group: g.Name}, nil
+	return Case{Image: img, Organ: g.Organ, Modality: g.Modality, Split: s.Split, Abnormal: s.Abnormal, ID: s.ID(), Group: g.Name, Lesions: lesions}, nil
 }
 
 // Generate renders every case of cfg in memory, in Plan order, with one worker per CPU.

@@ -277,3 +277,39 @@ func TestMontage(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLesionMetadata checks that every abnormal case records the lesions it was drawn with, that normal cases
+// record none, and that the recorded size and strength fall with difficulty as the README's table says.
+func TestLesionMetadata(t *testing.T) {
+	for _, g := range Groups() {
+		var radius, contrast [2]float64
+		for i, d := range []float64{0, 1} {
+			cfg := Config{Seed: 9, Difficulty: d, Size: 64}
+			for k := range 6 {
+				normal, err := Render(cfg, Spec{Group: g.Name, Split: "val", Index: k})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(normal.Lesions) != 0 {
+					t.Errorf("%s: normal case %s records lesions %v", g.Name, normal.ID, normal.Lesions)
+				}
+				c, _ := Render(cfg, Spec{Group: g.Name, Split: "val", Abnormal: true, Index: k})
+				if len(c.Lesions) == 0 {
+					t.Fatalf("%s: abnormal case %s records no lesion", g.Name, c.ID)
+				}
+				big := Largest(c.Lesions)
+				if !(big.RadiusPx > 0 && big.RadiusPx < 64 && big.Contrast > 0) {
+					t.Errorf("%s: case %s: largest lesion %+v out of range", g.Name, c.ID, big)
+				}
+				radius[i] += big.RadiusPx
+				contrast[i] += big.Contrast
+			}
+		}
+		if !(radius[0] > radius[1] && contrast[0] > contrast[1]) {
+			t.Errorf("%s: radius %v and contrast %v (difficulty 0, 1) do not fall with difficulty", g.Name, radius, contrast)
+		}
+	}
+	if ContrastUnit("liver-ct") != "HU" || ContrastUnit("chest-xray") != "attenuation" {
+		t.Error("contrast units wrong")
+	}
+}

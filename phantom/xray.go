@@ -11,7 +11,7 @@ import (
 // chestXray draws a posterior-anterior chest radiograph as a projection: attenuation line integrals of the
 // body, lungs, heart, mediastinum, ribs and clavicles are summed, passed through quantum (Poisson-like)
 // detector noise and blur, log-transformed and contrast-stretched to 8-bit grey levels (dense = bright).
-func chestXray(rng *rand.Rand, n int, abnormal, hideAnomaly bool, difficulty float64) medimg.Image {
+func chestXray(rng *rand.Rand, n int, abnormal, hideAnomaly bool, difficulty float64) (medimg.Image, []Lesion) {
 	// Anomalies draw from their own stream, taken first, so hiding them (hideAnomaly) leaves the rest intact.
 	arng := rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64()))
 	c := newCanvas(n, 0, uniform(rng, 0.9, 1.05), uniform(rng, -4, 4), uniform(rng, -0.04, 0.04), uniform(rng, -0.03, 0.05))
@@ -74,6 +74,7 @@ func chestXray(rng *rand.Rand, n int, abnormal, hideAnomaly bool, difficulty flo
 		c.add(blob{cx: s * 0.3, cy: -0.74 + uniform(rng, -0.03, 0.03), rx: 0.3, ry: 0.03, angle: s * uniform(rng, -0.25, -0.1)}, nil, 0.3, func(r float64) float64 { return math.Sqrt(ellipsoid(r)) })
 	}
 
+	var lesions []Lesion
 	if abnormal && !hideAnomaly {
 		strength := lerp(0.45, 0.07, difficulty)
 		if arng.Float64() < 0.55 {
@@ -89,6 +90,7 @@ func chestXray(rng *rand.Rand, n int, abnormal, hideAnomaly bool, difficulty flo
 				g := blob{cx: x, cy: y, rx: r, ry: r * uniform(arng, 0.6, 1.2), harm: randomHarmonics(arng, 0.2, 5), angle: arng.Float64() * 3}
 				x0, y0, x1, y1 := c.box(g.cx, g.cy, g.bound())
 				amount := strength * uniform(arng, 0.7, 1.3)
+				lesions = append(lesions, Lesion{RadiusPx: math.Max(g.rx, g.ry) * c.pixelsPerUnit(), Contrast: amount})
 				for py := y0; py <= y1; py++ {
 					for px := x0; px <= x1; px++ {
 						ax, ay := c.pixelToAnatomy(px, py)
@@ -104,7 +106,10 @@ func chestXray(rng *rand.Rand, n int, abnormal, hideAnomaly bool, difficulty flo
 				l := lungs[arng.IntN(2)]
 				x, y := insidePoint(arng, l, 0.85)
 				r := lerp(0.08, 0.03, difficulty) * uniform(arng, 0.7, 1.3)
-				c.add(blob{cx: x, cy: y, rx: r, ry: r * uniform(arng, 0.85, 1.15)}, nil, strength*uniform(arng, 0.8, 1.4), ellipsoid)
+				nodule := blob{cx: x, cy: y, rx: r, ry: r * uniform(arng, 0.85, 1.15)}
+				amount := strength * uniform(arng, 0.8, 1.4)
+				c.add(nodule, nil, amount, ellipsoid)
+				lesions = append(lesions, Lesion{RadiusPx: math.Max(nodule.rx, nodule.ry) * c.pixelsPerUnit(), Contrast: amount})
 			}
 		}
 	}
@@ -129,7 +134,7 @@ func chestXray(rng *rand.Rand, n int, abnormal, hideAnomaly bool, difficulty flo
 		t := math.Pow(clamp01((v-lo)/(hi-lo)), gamma)
 		out[i] = float32(math.Round(black + (white-black)*t))
 	}
-	return medimg.Image{Width: n, Height: n, Pix: out, Kind: medimg.KindIntensity, Lo: 0, Hi: 255, Modality: "DX"}
+	return medimg.Image{Width: n, Height: n, Pix: out, Kind: medimg.KindIntensity, Lo: 0, Hi: 255, Modality: "DX"}, lesions
 }
 
 // rib adds a band along the upper half of an ellipse centred at (cx, cy): posterior ribs (posterior=true)

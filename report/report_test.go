@@ -248,3 +248,19 @@ func TestPage(t *testing.T) {
 		t.Error("page refers to outside files")
 	}
 }
+
+func TestSensitivityPlot(t *testing.T) {
+	png, err := Sensitivity("t", "radius", []SensitivityLine{{Label: "a", X: []float64{1, 2, 3}, Rate: []float64{0.1, 0.5, 0.9}}, {Label: "b", X: []float64{1, 2}, Rate: []float64{0.2, 0.4}, Dashed: true}})
+	if err != nil || len(png) < 100 || string(png[1:4]) != "PNG" {
+		t.Fatalf("sensitivity plot: %v (%d bytes)", err, len(png))
+	}
+	if _, err := Sensitivity("t", "x", []SensitivityLine{{Label: "a", X: []float64{1}, Rate: []float64{1.5}}}); err == nil {
+		t.Error("a rate above 1 was drawn")
+	}
+	if _, err := Sensitivity("t", "x", []SensitivityLine{{Label: "a", X: []float64{1, 2}, Rate: []float64{0.5}}}); err == nil {
+		t.Error("mismatched x and rate lengths were drawn")
+	}
+	if _, err := Sensitivity("t", "x", nil); err == nil {
+		t.Error("an empty plot was drawn")
+	}
+}

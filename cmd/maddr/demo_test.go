@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/maddr-project/maddr/metrics"
+	"github.com/maddr-project/maddr/preprocess"
+)
+
+func TestDemoFlagErrors(t *testing.T) {
+	var out, errb bytes.Buffer
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"demo", "--seeds", "1,x"}, "not a seed"},
+		{[]string{"demo", "--seeds", "2,2"}, "twice"},
+		{[]string{"demo", "--seeds", ","}, "no seed"},
+		{[]string{"demo", "--split", "train"}, "want test or val"},
+	} {
+		errb.Reset()
+		if code := runMain(c.args, &out, &errb); code != 1 || !strings.Contains(errb.String(), c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit 1 mentioning %q", c.args, code, errb.String(), c.want)
+		}
+	}
+}
+
+func TestNetworkPixelsPerNative(t *testing.T) {
+	// 128 native -> 256 -> crop 224 -> 64: one native pixel is 2 * 64/224 input pixels.
+	if got, want := networkPixelsPerNative(preprocess.Default(), 128), 2*64.0/224; math.Abs(got-want) > 1e-12 {
+		t.Errorf("default pipeline: %g, want %g", got, want)
+	}
+	if got := networkPixelsPerNative(preprocess.Config{Size: 32}, 128); got != 0.25 {
+		t.Errorf("resize only: %g, want 0.25", got)
+	}
+	if got := networkPixelsPerNative(preprocess.Config{Resize: 256, Size: 32}, 128); got != 0.25 {
+		t.Errorf("resize 256 then 32 without crop: %g, want 0.25", got)
+	}
+}
+
+// TestSensitivityBins builds runs whose scores detect exactly the lesions larger than 5 px and checks the bins
+// report that: the small bin undetected with AUC 0.5 (tied with the normals), the large bins fully detected.
+func TestSensitivityBins(t *testing.T) {
+	lesions := map[string]caseLesion{}
+	var r demoRun
+	r.Method, r.Group, r.Threshold = rowBase, "g", 1
+	for i := range 9 {
+		id := "a" + string(rune('0'+i))
+		radius := float64(2 + i) // 2..10 px
+		lesions[id] = caseLesion{Count: 1, RadiusPx: radius, Contrast: 100 - 10*float64(i)}
+		score := 0.0
+		if radius > 5 {
+			score = 2
+		}
+		r.IDs, r.Scores, r.Abnormal = append(r.IDs, id), append(r.Scores, score), append(r.Abnormal, true)
+	}
+	for i := range 6 {
+		r.IDs, r.Scores, r.Abnormal = append(r.IDs, "n"+string(rune('0'+i))), append(r.Scores, 0), append(r.Abnormal, false)
+	}
+	bins := sensitivity([]demoRun{r, r}, lesions, []string{"g"})
+	var radius []sensBin
+	for _, b := range bins {
+		if b.Property == "radius" {
+			radius = append(radius, b)
+		}
+	}
+	if len(radius) != 3 {
+		t.Fatalf("%d radius bins, want 3: %+v", len(radius), bins)
+	}
+	want := []struct{ lo, hi, det, auc float64 }{{2, 4, 0, 0.5}, {5, 7, 2.0 / 3, 5.0 / 6}, {8, 10, 1, 1}}
+	for i, w := range want {
+		b := radius[i]
+		if b.Lo != w.lo || b.Hi != w.hi || b.Cases != 3 || len(b.Detected) != 2 {
+			t.Errorf("bin %d: %+v", i, b)
+			continue
+		}
+		if math.Abs(b.Detected[0]-w.det) > 1e-12 || math.Abs(b.AUC[0]-w.auc) > 1e-12 {
+			t.Errorf("bin %d: detected %v auc %v, want %v and %v", i, b.Detected, b.AUC, w.det, w.auc)
+		}
+	}
+	var md strings.Builder
+	writeSensitivity(&md, bins, demoSettings{Model: "ae", Size: 32, Split: "test"})
+	if !strings.Contains(md.String(), "| g | radius | 8.00-10 px | 3 | ae | 100.00 ± 0.00 |") {
+		t.Errorf("table row missing:\n%s", md.String())
+	}
+	plots, err := sensitivityPlots(bins, demoSettings{Model: "ae", Size: 32})
+	if err != nil || len(plots) != 2 {
+		t.Fatalf("plots: %v, %d", err, len(plots))
+	}
+}
+
+func TestBootstrapAUC(t *testing.T) {
+	scores := []float64{0.1, 0.4, 0.35, 0.8, 0.2, 0.7, 0.9, 0.3, 0.6, 0.5}
+	labels := []bool{false, false, true, true, false, true, true, false, false, true}
+	point, err := metrics.AUC(scores, labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo, hi := bootstrapAUC(scores, labels, 500, 1)
+	if !(lo < point && point < hi && lo >= 0 && hi <= 1) {
+		t.Errorf("interval [%g, %g] does not bracket the AUC %g", lo, hi, point)
+	}
+	lo2, hi2 := bootstrapAUC(scores, labels, 500, 1)
+	if lo != lo2 || hi != hi2 {
+		t.Error("same seed gave another interval")
+	}
+	perfect := []float64{0, 0, 1, 1}
+	if lo, hi := bootstrapAUC(perfect, []bool{false, false, true, true}, 100, 1); lo != 1 || hi != 1 {
+		t.Errorf("perfectly separated scores: [%g, %g], want [1, 1]", lo, hi)
+	}
+}
+
+func TestParseWindows(t *testing.T) {
+	w, err := parseWindows("liver=60:160, lung=-600:800")
+	if err != nil || len(w) != 2 || w["liver"].Center != 60 || w["liver"].Width != 160 || w["lung"].Center != -600 || w["lung"].Width != 800 {
+		t.Fatalf("got %v, %v", w, err)
+	}
+	if w, err := parseWindows(""); err != nil || w != nil {
+		t.Errorf("empty list: %v, %v", w, err)
+	}
+	for _, bad := range []string{"liver", "liver=60", "liver=a:160", "liver=60:0", "=60:160", "liver=60:-5"} {
+		if _, err := parseWindows(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
