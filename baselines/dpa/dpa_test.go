@@ -382,7 +382,7 @@ func TestAttachedHeadsTrainWithTheEncoder(t *testing.T) {
 }
 
 func TestRandomVGGIsLabelledAndCalibrated(t *testing.T) {
-	d := build(t, 16, `{"vgg_random_init": true, "vgg_width_divisor": 16}`)
+	d := build(t, 16, `{"vgg_random_init": true, "vgg_width_divisor": 16, "vgg_norm": "train-mean-std"}`)
 	joined := strings.Join(d.Notes(), "\n")
 	if !strings.Contains(joined, perceptual.RandomNote) || !strings.Contains(joined, "calibrate") {
 		t.Fatalf("notes %q", joined)

@@ -130,9 +130,9 @@ func addModelOptionFlags(fs *flag.FlagSet) *modelOptionFlags {
 		vggInit: fs.String("vgg-init", "", "random VGG19 initialisation: "+string(perceptual.InitPyTorchDefault)+" or "+
 			string(perceptual.InitTorchvision)+" (kaiming normal fan_out, zero biases); default "+string(dpa.DefaultRandomInit)+
 			"; needs --vgg-random-init"),
-		vggNorm: fs.String("vgg-norm", "", "DPA's VGG feature normalisation: "+string(perceptual.NormImageNet)+", "+string(perceptual.NormTrainMeanStd)+
-			" or "+string(perceptual.NormTrainRMS)+" (default: imagenet with real weights, "+string(dpa.DefaultRandomNorm)+
-			" with --vgg-random-init; see docs/vgg-calibration.md)"),
+		vggNorm: fs.String("vgg-norm", "", "random VGG19's feature normalisation: "+string(perceptual.NormImageNet)+", "+string(perceptual.NormTrainMeanStd)+
+			" or "+string(perceptual.NormTrainRMS)+"; default "+string(dpa.DefaultRandomNorm)+
+			"; needs --vgg-random-init (real weights use imagenet; see docs/vgg-calibration.md)"),
 	}
 }
 
