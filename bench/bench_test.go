@@ -134,10 +134,13 @@ func TestVerdicts(t *testing.T) {
 	res := func(ips, rss float64) *Result { return &Result{ImagesPerS: ips, PeakRSSMiB: rss, CPUSeconds: 1} }
 	r := &Report{Pairs: []Pair{
 		{Case: Case{Name: "dpa-train"}, Go: res(12, 900), PyTorch: res(10, 1000)},
+		{Case: Case{Name: "ganomaly-train"}, Go: res(12, 900), PyTorch: res(10, 1000)},
 		{Case: Case{Name: "dpa-score"}, Go: res(12, 900), PyTorch: res(10, 800)},
+		{Case: Case{Name: "dpa-score-bf16"}, Go: res(19, 700), PyTorch: res(10, 800)},
 		{Case: Case{Name: "loader-cold"}, Go: res(100, 100)},
 	}}
-	for i, want := range []string{"speed >= 1.0x: met; memory <= PyTorch: met", "speed >= 1.3x: NOT met; memory <= PyTorch: NOT met",
+	for i, want := range []string{"speed >= 1.3x: NOT met; memory <= PyTorch: met", "speed >= 1.0x: met; memory <= PyTorch: met",
+		"speed >= 1.0x: met; memory <= PyTorch: NOT met", "speed >= 2.0x: NOT met; memory <= PyTorch: met",
 		"8x the fastest training step (>= 5x): met"} {
 		if got := r.verdict(r.Pairs[i]); got != want {
 			t.Errorf("%s: verdict %q, want %q", r.Pairs[i].Case.Name, got, want)
