@@ -488,13 +488,13 @@ const calibrationImages = 256
 // other users of the run's seed (loader order, initialisation, mixup).
 const calibrationSalt = 0x63616c6962726174 // "calibrat"
 
-// calibrationSample returns which of n training images a Calibrator sees:
+// CalibrationSample returns which of n training images a Calibrator sees:
 // min(n, 256) distinct indices drawn uniformly without replacement with a
 // generator seeded from the run's seed, in increasing order. The training set
 // is in group order, so its first 256 images would mostly come from one
 // group; a uniform sample holds each group in proportion to its share of
 // the training set. The same seed and n always give the same sample.
-func calibrationSample(n int, seed uint64) []int {
+func CalibrationSample(n int, seed uint64) []int {
 	if n <= calibrationImages {
 		all := make([]int, n)
 		for i := range all {
@@ -509,9 +509,9 @@ func calibrationSample(n int, seed uint64) []int {
 }
 
 // calibrate shows the baseline the calibration sample of the training set
-// (calibrationSample) before training.
+// (CalibrationSample) before training.
 func calibrate(cal baselines.Calibrator, ld *loader.Loader, size int, seed uint64) error {
-	idx := calibrationSample(ld.Len(), seed)
+	idx := CalibrationSample(ld.Len(), seed)
 	data := make([]float32, 0, len(idx)*size*size)
 	for _, i := range idx {
 		x, err := ld.Input(i)

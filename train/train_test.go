@@ -201,7 +201,7 @@ func TestCalibrationSampleCoversEveryGroupInProportion(t *testing.T) {
 	if len(share) < 3 || len(trainSet) <= 2*calibrationImages {
 		t.Fatalf("want >= 3 groups and > %d training images, got %v", 2*calibrationImages, share)
 	}
-	idx := calibrationSample(len(trainSet), 8499)
+	idx := CalibrationSample(len(trainSet), 8499)
 	if len(idx) != calibrationImages {
 		t.Fatalf("%d images sampled, want %d", len(idx), calibrationImages)
 	}
@@ -224,14 +224,14 @@ func TestCalibrationSampleCoversEveryGroupInProportion(t *testing.T) {
 				g, got[g], calibrationImages, mean, 4*sd+1, c, len(trainSet))
 		}
 	}
-	again, other := calibrationSample(len(trainSet), 8499), calibrationSample(len(trainSet), 8500)
+	again, other := CalibrationSample(len(trainSet), 8499), CalibrationSample(len(trainSet), 8500)
 	if fmt.Sprint(again) != fmt.Sprint(idx) {
 		t.Error("the same seed drew another sample")
 	}
 	if fmt.Sprint(other) == fmt.Sprint(idx) {
 		t.Error("another seed drew the same sample")
 	}
-	if small := calibrationSample(10, 1); len(small) != 10 || small[9] != 9 {
+	if small := CalibrationSample(10, 1); len(small) != 10 || small[9] != 9 {
 		t.Errorf("a set smaller than the sample must be used whole, got %v", small)
 	}
 
@@ -252,7 +252,7 @@ func TestCalibrationSampleCoversEveryGroupInProportion(t *testing.T) {
 	if err := calibrate(rec, ld, 16, 3); err != nil {
 		t.Fatal(err)
 	}
-	want := calibrationSample(300, 3)
+	want := CalibrationSample(300, 3)
 	if len(rec.seen) != len(want)*16*16 {
 		t.Fatalf("calibrator saw %d values, want %d images", len(rec.seen), len(want))
 	}

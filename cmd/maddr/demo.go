@@ -448,8 +448,12 @@ func untrainedModel(ctx context.Context, cfg train.Config, samples []dataset.Sam
 	}
 	if cal, ok := base.(baselines.Calibrator); ok {
 		trainSet := trainingSamples(samples, cfg.Groups)
-		n := min(len(trainSet), 256)
-		x, err := preprocessAll(ctx, cfg, trainSet[:n])
+		var sample []dataset.Sample
+		for _, i := range train.CalibrationSample(len(trainSet), cfg.Seed) {
+			sample = append(sample, trainSet[i])
+		}
+		n := len(sample)
+		x, err := preprocessAll(ctx, cfg, sample)
 		if err != nil {
 			return nil, err
 		}
