@@ -39,7 +39,6 @@ type source struct {
 	sopClassUID, sopInstanceUID string
 	studyInstanceUID            string
 	seriesInstanceUID           string
-	modality                    string
 	laterality                  string
 	instanceNumber              int
 	studyDescription            string
@@ -68,7 +67,6 @@ func readSource(data []byte) (*source, error) {
 		sopInstanceUID:    firstString(&ds, tag.SOPInstanceUID),
 		studyInstanceUID:  firstString(&ds, tag.StudyInstanceUID),
 		seriesInstanceUID: firstString(&ds, tag.SeriesInstanceUID),
-		modality:          strings.ToUpper(firstString(&ds, tag.Modality)),
 		laterality:        strings.ToUpper(firstString(&ds, tag.Laterality)),
 		studyDescription:  firstString(&ds, tag.StudyDescription),
 	}

@@ -22,14 +22,12 @@ const (
 	tagReferringPhysicianName    = 0x00080090
 	tagCodeValue                 = 0x00080100
 	tagCodingSchemeDesignator    = 0x00080102
-	tagCodingSchemeVersion       = 0x00080103
 	tagCodeMeaning               = 0x00080104
 	tagMappingResource           = 0x00080105
 	tagCodingSchemeIDSequence    = 0x00080110
 	tagCodingSchemeName          = 0x00080115
 	tagCodingSchemeResponsible   = 0x00080116
 	tagStudyDescription          = 0x00081030
-	tagProcedureCodeSequence     = 0x00081032
 	tagSeriesDescription         = 0x0008103E
 	tagManufacturerModelName     = 0x00081090
 	tagReferencedPPSSequence     = 0x00081111
@@ -49,7 +47,6 @@ const (
 	tagBodyPartExamined          = 0x00180015
 	tagSliceThickness            = 0x00180050
 	tagKVP                       = 0x00180060
-	tagDeviceSerialNumber        = 0x00181000
 	tagPatientPosition           = 0x00185100
 	tagSoftwareVersions          = 0x00181020
 	tagDateOfSecondaryCapture    = 0x00181012
@@ -96,9 +93,7 @@ const (
 	tagValueType                 = 0x0040A040
 	tagConceptNameCodeSequence   = 0x0040A043
 	tagContinuityOfContent       = 0x0040A050
-	tagVerifyingObserverSequence = 0x0040A073
 	tagRelationshipType          = 0x0040A010
-	tagDateTime                  = 0x0040A120
 	tagUID                       = 0x0040A124
 	tagMeasurementUnitsCodeSeq   = 0x004008EA
 	tagTextValue                 = 0x0040A160
