@@ -37,6 +37,12 @@ type walker struct {
 }
 
 // checkStructure returns the transfer syntax UID from the meta header after validating the whole file.
+// CheckStructure validates the file meta header and the length of every element, sequence and item of a
+// whole DICOM file without decoding values, and returns its transfer syntax UID. Code that parses a file
+// with github.com/suyashkumar/dicom for attributes other than the pixels (a result writer reading the
+// patient and study of a scored image) calls it first, as Decode does.
+func CheckStructure(data []byte) (string, error) { return checkStructure(data) }
+
 func checkStructure(data []byte) (string, error) {
 	if len(data) < 132 || string(data[128:132]) != "DICM" {
 		return "", fmt.Errorf("%w: no DICOM file meta header (\"DICM\" missing at byte 128)", ErrNoMeta)
