@@ -72,19 +72,22 @@ func (w *Orthanc) Run(ctx context.Context) error {
 			return fmt.Errorf("reading Orthanc changes after %d: %w", w.state.Since, err)
 		}
 		for _, c := range page.Changes {
+			before := w.stats.Units
 			if err := w.handle(ctx, c); err != nil {
 				return fmt.Errorf("change %d (%s %s): %w", c.Seq, c.ChangeType, c.Path, err)
 			}
 			w.state.Since = c.Seq
-			if err := saveState(w.cfg.StateFile, w.state); err != nil {
-				return err
+			// Passing over a change again costs nothing, so the state is
+			// saved only once a unit was written (and at the page's end).
+			if w.stats.Units != before {
+				if err := saveState(w.cfg.StateFile, w.state); err != nil {
+					return err
+				}
 			}
 		}
-		if page.Last > w.state.Since {
-			w.state.Since = page.Last
-			if err := saveState(w.cfg.StateFile, w.state); err != nil {
-				return err
-			}
+		w.state.Since = max(w.state.Since, page.Last)
+		if err := saveState(w.cfg.StateFile, w.state); err != nil {
+			return err
 		}
 		if page.Done {
 			if w.cfg.Once {
