@@ -166,6 +166,22 @@ func TestArchiveObjects(t *testing.T) {
 					validate(t, base+"_source.dcm", "")
 				}
 			})
+			t.Run("dsrdump", func(t *testing.T) {
+				// dcmtk's SR reader checks the content tree against the
+				// Comprehensive SR relationship constraints.
+				tree := dsrdump(t, base+"_sr.dcm")
+				for _, want := range []string{
+					`<CONTAINER:(,,"Imaging Measurement Report")=SEPARATE>`,
+					`<contains NUM:(,,"Anomaly score (0.5 at threshold)")="0.734" (1,UCUM,"no units")>`,
+					`<contains CODE:(,,"Anomaly decision")=(263654008,SCT,"Abnormal")>`,
+					`<contains CODE:(,,"Out of scope")=(373067005,SCT,"No")>`,
+					`<inferred from IMAGE:(,,"Source of Measurement")=`,
+				} {
+					if !strings.Contains(tree, want) {
+						t.Errorf("dsrdump of the report lacks %q:\n%s", want, tree)
+					}
+				}
+			})
 			t.Run("dcmdump", func(t *testing.T) {
 				dump := dcmdump(t, base+"_sc.dcm")
 				for _, want := range []string{
@@ -233,6 +249,31 @@ func dcmdump(t *testing.T, path string) string {
 	out, err := cmd.Output()
 	if err != nil || stderr.Len() > 0 {
 		t.Fatalf("dcmdump %s: %v\n%s", filepath.Base(path), err, stderr.String())
+	}
+	return string(out)
+}
+
+// dsrdump returns dcmtk's SR tree of path, skipping when dcmtk is absent;
+// any message of its SR reader fails.
+func dsrdump(t *testing.T, path string) string {
+	t.Helper()
+	if _, err := exec.LookPath("dsrdump"); err != nil {
+		t.Skip("dsrdump is not installed (apt-get install dcmtk): SR tree check skipped")
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command("dsrdump", path)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var messages []string
+	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		// dcmtk 3.6.7's string VR checker knows no UTF-8 (ISO_IR 192) and
+		// says so; the file is not at fault.
+		if line != "" && !strings.Contains(line, "does not support this Specific Character Set: ISO_IR 192") {
+			messages = append(messages, line)
+		}
+	}
+	if err != nil || len(messages) > 0 {
+		t.Fatalf("dsrdump %s: %v\n%s", filepath.Base(path), err, strings.Join(messages, "\n"))
 	}
 	return string(out)
 }
@@ -412,6 +453,7 @@ type srItem struct {
 	relationship, valueType string
 	concept                 string // "scheme:value"
 	text, code, num, uid    string
+	fp                      float64  // FloatingPointValue of a NUM
 	images                  []string // referenced SOP instance UIDs
 }
 
@@ -446,6 +488,11 @@ func flatten(t *testing.T, elems []*godicom.Element, depth int, out *[]srItem) {
 		if e := find(it, tag.MeasuredValueSequence); e != nil {
 			mv := items(t, e)
 			item.num = joined(find(mv[0], tag.NumericValue))
+			if e := find(mv[0], tag.FloatingPointValue); e != nil {
+				if v, ok := e.Value.GetValue().([]float64); ok && len(v) == 1 {
+					item.fp = v[0]
+				}
+			}
 			if units := conceptOf(t, mv[0], tag.MeasurementUnitsCodeSequence); units != "UCUM:1" {
 				t.Errorf("%s: units %s", item.concept, units)
 			}

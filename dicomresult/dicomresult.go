@@ -63,11 +63,7 @@ type Ref struct{ SOPClassUID, SOPInstanceUID, SeriesInstanceUID string }
 // random (version 4) UUID, as PS3.5 B.2 allows without a registered root.
 func NewUID() string {
 	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		// crypto/rand does not fail on supported platforms; a UID that might
-		// repeat must never be written.
-		panic("dicomresult: no randomness for a UID: " + err.Error())
-	}
+	rand.Read(b[:]) // never fails: it crashes the program rather than return weak bytes
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	return "2.25." + new(big.Int).SetBytes(b[:]).String()
@@ -151,8 +147,12 @@ func commonAttributes(d *dataset, src *source, sopClass string, ids IDs, modalit
 	d.str(tagModality, "CS", modality)
 	d.str(tagSeriesInstanceUID, "UI", ids.SeriesInstanceUID)
 	if sopClass != ComprehensiveSRSOPClass {
-		// Type 2C for images: the source's side, or empty (unknown).
-		d.str(tagLaterality, "CS", src.laterality)
+		// Type 2C for images: the source's side (R or L), or empty (unknown).
+		if src.laterality == "R" || src.laterality == "L" {
+			d.str(tagLaterality, "CS", src.laterality)
+		} else {
+			d.str(tagLaterality, "CS")
+		}
 	}
 	d.str(tagSeriesNumber, "IS", strconv.Itoa(ids.SeriesNumber))
 	d.str(tagSeriesDescription, "LO", SeriesDescriptionPrefix+" - "+description)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/maddr-project/maddr/medimg"
 	"github.com/maddr-project/maddr/medimg/dicom"
@@ -259,6 +260,19 @@ func TestImageToDICOMRoundTrip(t *testing.T) {
 			t.Errorf("%v: %q, want %q", tg, got, want)
 		}
 	}
+	series := value(ds, tag.SeriesInstanceUID)
+	next, err := ImageToDICOM(ct, PatientStudy{SeriesInstanceUID: series})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := ImageToDICOM(ct, PatientStudy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := value(ds, tag.FrameOfReferenceUID)
+	if value(parse(t, next), tag.FrameOfReferenceUID) != frame || value(parse(t, other), tag.FrameOfReferenceUID) == frame {
+		t.Error("slices of one series do not share their frame of reference, or slices of two series do")
+	}
 	if IsOwnOutput(value(ds, tag.SOPClassUID), value(ds, tag.Manufacturer), value(ds, tag.SeriesDescription)) {
 		t.Error("a phantom CT counts as a maddr result")
 	}
@@ -504,5 +518,63 @@ func TestSecondaryCaptureFileRereads(t *testing.T) {
 	}
 	if _, err := dicom.Decode(sr, "sr"); !errors.Is(err, dicom.ErrNoPixels) {
 		t.Errorf("the image reader on a report: %v, want ErrNoPixels", err)
+	}
+}
+
+// TestSameInputsSameBytes: with the identifiers given and the clock fixed,
+// writing a result again gives the identical file, so a restarted watcher
+// stores nothing new; another SOP Instance UID changes the tracking UID.
+func TestSameInputsSameBytes(t *testing.T) {
+	defer func(saved func() time.Time) { now = saved }(now)
+	now = func() time.Time { return time.Date(2026, 12, 6, 21, 0, 0, 0, time.UTC) }
+	src := secretSource(t)
+	ids := IDs{SeriesInstanceUID: "2.25.1", SOPInstanceUID: "2.25.2"}
+	ov := image.NewRGBA(image.Rect(0, 0, 8, 8))
+	sc1, err1 := SecondaryCapture(src, ov, testResult(), testModel, ids)
+	sc2, err2 := SecondaryCapture(src, ov, testResult(), testModel, ids)
+	sr1, err3 := StructuredReport(src, testResult(), testModel, ids, nil)
+	sr2, err4 := StructuredReport(src, testResult(), testModel, ids, nil)
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(sc1, sc2) || !bytes.Equal(sr1, sr2) {
+		t.Fatal("the same result written twice differs")
+	}
+	if v := value(parse(t, sr1), tag.ContentDate); v != "20261206" {
+		t.Errorf("ContentDate %q from the fixed clock", v)
+	}
+	ids.SOPInstanceUID = "2.25.3"
+	sr3, err := StructuredReport(src, testResult(), testModel, ids, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid := func(sr []byte) string { return itemFor(t, reportItems(t, parse(t, sr)), "DCM:112040").uid }
+	if uid(sr1) == uid(sr3) || !strings.HasPrefix(uid(sr3), "2.25.") {
+		t.Errorf("tracking UIDs %s and %s of two reports", uid(sr1), uid(sr3))
+	}
+}
+
+func TestNonConformingSourceValues(t *testing.T) {
+	cases := []struct {
+		attr   copiedAttribute
+		values []string
+		want   string
+	}{
+		{copiedAttribute{tagStudyDate, "DA"}, []string{"20040119"}, "20040119"},
+		{copiedAttribute{tagStudyDate, "DA"}, []string{"1997.04.30"}, ""},
+		{copiedAttribute{tagStudyDate, "DA"}, []string{"20040119", "20040120"}, ""},
+		{copiedAttribute{tagStudyTime, "TM"}, []string{"072730"}, "072730"},
+		{copiedAttribute{tagStudyTime, "TM"}, []string{"0727"}, "0727"},
+		{copiedAttribute{tagStudyTime, "TM"}, []string{"072730.123456"}, "072730.123456"},
+		{copiedAttribute{tagStudyTime, "TM"}, []string{"07:27:30"}, ""},
+		{copiedAttribute{tagPatientSex, "CS"}, []string{"O"}, "O"},
+		{copiedAttribute{tagPatientSex, "CS"}, []string{"male"}, ""},
+		{copiedAttribute{tagPatientName, "PN"}, []string{"Doe^Jane"}, "Doe^Jane"},
+		{copiedAttribute{tagStudyDate, "DA"}, nil, ""},
+	}
+	for _, c := range cases {
+		if got := strings.Join(conforming(c.attr, c.values), `\`); got != c.want {
+			t.Errorf("%04X %q: %q, want %q", c.attr.tag&0xFFFF, c.values, got, c.want)
+		}
 	}
 }

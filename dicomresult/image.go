@@ -12,9 +12,11 @@ import (
 )
 
 // PatientStudy are the identifiers ImageToDICOM writes. Zero values are
-// filled: new UIDs, today's date, series and instance number 1, pixel
-// spacing and slice thickness 1 mm, and Modality from the image (CT for
-// Hounsfield units, DX otherwise).
+// filled: new UIDs (so slices meant for one study or series must be given
+// the same StudyInstanceUID / SeriesInstanceUID), today's date, StudyID
+// "1", series number 1, instance number Index+1, pixel spacing and slice
+// thickness 1 mm, and Modality from the image (CT for Hounsfield units, DX
+// otherwise).
 type PatientStudy struct {
 	PatientName, PatientID, PatientBirthDate, PatientSex string
 	StudyInstanceUID, StudyDate, StudyTime, StudyID      string
@@ -24,7 +26,8 @@ type PatientStudy struct {
 	SeriesNumber                                         int
 	SOPInstanceUID                                       string
 	InstanceNumber                                       int
-	// FrameOfReferenceUID ties the slices of one CT volume together.
+	// FrameOfReferenceUID ties the slices of one CT volume together; by
+	// default it follows from SeriesInstanceUID.
 	FrameOfReferenceUID string
 	// Modality is "CT" or "DX"; "" chooses from the image.
 	Modality string
@@ -92,7 +95,8 @@ func ImageToDICOM(img medimg.Image, p PatientStudy) ([]byte, error) {
 	fill(&p.StudyInstanceUID, NewUID())
 	fill(&p.SeriesInstanceUID, NewUID())
 	fill(&p.SOPInstanceUID, NewUID())
-	fill(&p.FrameOfReferenceUID, NewUID())
+	// Slices of one series share a frame of reference unless told otherwise.
+	fill(&p.FrameOfReferenceUID, nameBasedUID("maddr frame of reference", p.SeriesInstanceUID))
 	fill(&p.StudyDate, dicomDate(created))
 	fill(&p.StudyTime, dicomTime(created))
 	fill(&p.StudyID, "1")

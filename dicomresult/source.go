@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -84,9 +85,37 @@ func readSource(data []byte) (*source, error) {
 	}
 	for _, a := range copiedAttributes {
 		t := tag.Tag{Group: uint16(a.tag >> 16), Element: uint16(a.tag)}
-		s.copied = append(s.copied, allStrings(&ds, t))
+		s.copied = append(s.copied, conforming(a, allStrings(&ds, t)))
 	}
 	return s, nil
+}
+
+// Value formats of the copied dates, times and sex: a source that breaks
+// them (old ACR-NEMA "1997.04.30" dates are common) would make the result
+// invalid, so such a value is written empty (all copied attributes are
+// Type 2).
+var (
+	datePattern = regexp.MustCompile(`^[0-9]{8}$`)
+	timePattern = regexp.MustCompile(`^[0-9]{2}([0-9]{2}([0-9]{2}(\.[0-9]{1,6})?)?)?$`)
+	sexPattern  = regexp.MustCompile(`^[MFO]$`)
+)
+
+func conforming(a copiedAttribute, values []string) []string {
+	var pattern *regexp.Regexp
+	switch {
+	case a.vr == "DA":
+		pattern = datePattern
+	case a.vr == "TM":
+		pattern = timePattern
+	case a.tag == tagPatientSex:
+		pattern = sexPattern
+	default:
+		return values
+	}
+	if len(values) != 1 || !pattern.MatchString(values[0]) {
+		return nil
+	}
+	return values
 }
 
 // parseWithoutPixels parses data with the DICOM module, turning a panic of

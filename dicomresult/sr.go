@@ -130,7 +130,7 @@ func StructuredReport(source []byte, r score.Result, m Model, ids IDs, refs []Re
 	d.seq(tagConceptNameCodeSequence, conceptReport)
 	d.str(tagContinuityOfContent, "CS", "SEPARATE")
 	d.seq(tagContentTemplateSequence, template("1500"))
-	d.seq(tagContentSequence, reportContent(r, m, refs)...)
+	d.seq(tagContentSequence, reportContent(r, m, refs, ids.SOPInstanceUID)...)
 	setCharacterSet(&d)
 	out, err := d.partTen(ComprehensiveSRSOPClass, ids.SOPInstanceUID)
 	if err != nil {
@@ -140,7 +140,7 @@ func StructuredReport(source []byte, r score.Result, m Model, ids IDs, refs []Re
 }
 
 // reportContent is the content tree under the root container.
-func reportContent(r score.Result, m Model, refs []Ref) []dataset {
+func reportContent(r score.Result, m Model, refs []Ref, sopInstanceUID string) []dataset {
 	deviceName := m.Name
 	if deviceName == "" {
 		deviceName = "maddr"
@@ -165,25 +165,30 @@ func reportContent(r score.Result, m Model, refs []Ref) []dataset {
 		containerItem("CONTAINS", conceptLibraryGroup, nil, library...)))
 
 	items = append(items, containerItem("CONTAINS", conceptMeasurements, nil,
-		containerItem("CONTAINS", conceptGroup, template("1501"), measurementGroup(r, m, refs)...)))
+		containerItem("CONTAINS", conceptGroup, template("1501"), measurementGroup(r, m, refs, sopInstanceUID)...)))
 	return items
 }
 
-// measurementGroup holds the result of one image or one volume.
-func measurementGroup(r score.Result, m Model, refs []Ref) []dataset {
+// measurementGroup holds the result of one image or one volume. Its
+// tracking UID follows from the report's SOP Instance UID, so writing the
+// same report again (a restarted watcher) gives the same object.
+func measurementGroup(r score.Result, m Model, refs []Ref, sopInstanceUID string) []dataset {
 	tracking := "maddr " + orDash(r.Level)
 	items := []dataset{
 		textItem("HAS OBS CONTEXT", conceptTrackingID, tracking),
-		uidItem("HAS OBS CONTEXT", conceptTrackingUID, NewUID()),
+		uidItem("HAS OBS CONTEXT", conceptTrackingUID, nameBasedUID("maddr tracking", sopInstanceUID)),
 	}
 	if site, ok := organSites[strings.ToLower(r.Organ)]; ok {
 		items = append(items, codeItem("HAS CONCEPT MOD", conceptFindingSite, site))
 	}
 	if m.Name != "" {
-		items = append(items, textItem("HAS CONCEPT MOD", conceptAlgorithmName, m.Name))
-	}
-	if m.Version != "" {
-		items = append(items, textItem("HAS CONCEPT MOD", conceptAlgorithmVer, m.Version))
+		// TID 4019 Algorithm Identification needs both name and version.
+		version := m.Version
+		if version == "" {
+			version = "unknown"
+		}
+		items = append(items, textItem("HAS CONCEPT MOD", conceptAlgorithmName, m.Name),
+			textItem("HAS CONCEPT MOD", conceptAlgorithmVer, version))
 	}
 	var sources []dataset
 	for _, ref := range refs {
@@ -230,15 +235,25 @@ func measurementGroup(r score.Result, m Model, refs []Ref) []dataset {
 	return items
 }
 
-// deviceUID identifies the model as an observer: a 2.25 UID from the first
-// 128 bits of the model file's checksum, so every report of one model names
-// the same device; without a checksum, the encoder's own UID.
+// deviceUID identifies the model as an observer: a 2.25 UID from a
+// name-based UUID (version 8 bits over the SHA-256 of the model file's
+// checksum), so every report of one model names the same device; without a
+// checksum, the encoder's own UID.
 func deviceUID(m Model) string {
 	if m.SHA256 == "" {
 		return implementationClassUID
 	}
-	sum := sha256.Sum256([]byte(m.SHA256))
-	return "2.25." + new(big.Int).SetBytes(sum[:16]).String()
+	return nameBasedUID("maddr model", m.SHA256)
+}
+
+// nameBasedUID is a 2.25 UID from a version 8 (custom, name-based) UUID
+// made of the SHA-256 of parts: the same parts always give the same UID.
+func nameBasedUID(parts ...string) string {
+	sum := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	b := sum[:16]
+	b[6] = b[6]&0x0f | 0x80
+	b[8] = b[8]&0x3f | 0x80
+	return "2.25." + new(big.Int).SetBytes(b).String()
 }
 
 // evidence lists the referenced instances by series, as the Hierarchical
