@@ -100,7 +100,8 @@ type Outcome struct {
 	Source string `json:"source"`
 	// Result is the unit's verdict: the image's, or the series summary.
 	Result score.Result `json:"result"`
-	// Images are the per-image results of a series.
+	// Images are the per-image results of a series (in the JSON stored on
+	// an instance, that instance's slices only).
 	Images []score.Result `json:"images,omitempty"`
 	// SecondaryCapture and Report are the SOP Instance UIDs written back
 	// ("" when nothing could be scored).
@@ -200,15 +201,12 @@ func (w *core) scoreInstances(ctx context.Context, key string, insts []instance,
 		sum = score.Summarise(key, images)
 	}
 	if best >= 0 {
-		pp := w.cfg.Scorer.Model().Manifest.Preprocess
-		pix, vw, vh, err := score.View(bestIn.Image, bestRes.WindowOrgan, pp)
-		if err == nil {
-			overlay, err = score.Overlay(pix, vw, vh, bestRes.Map, pp.Size)
+		src := owner[bestIn.Path]
+		bestIn.Path = insts[src].where // errors name the instance, not the temporary file
+		if overlay, err = dicomresult.HeatMap(w.cfg.Scorer, bestIn, bestRes); err != nil {
+			return sum, nil, -1, nil, err
 		}
-		if err != nil {
-			return sum, nil, -1, nil, fmt.Errorf("heat map of %s: %w", images[best].Path, err)
-		}
-		best = owner[bestIn.Path]
+		best = src
 	}
 	return sum, images, best, overlay, nil
 }
@@ -309,11 +307,20 @@ func (w *core) process(ctx context.Context, key string, insts []instance, asSeri
 		}
 	}
 	if annotate != nil {
-		js, err := json.Marshal(o)
-		if err != nil {
-			return o, err
-		}
+		// Each instance keeps the unit's verdict and its own slice results
+		// only: a 300-slice series must not store 300 copies of everything.
 		for _, in := range insts {
+			mine := o
+			mine.Images = nil
+			for _, r := range o.Images {
+				if r.Path == in.where {
+					mine.Images = append(mine.Images, r)
+				}
+			}
+			js, err := json.Marshal(mine)
+			if err != nil {
+				return o, err
+			}
 			if err := annotate(ctx, in, js); err != nil {
 				return o, err
 			}

@@ -62,8 +62,8 @@ type fixture struct {
 	units int
 	// failing: units whose image cannot be decoded.
 	failing int
-	// extra is one more X-ray, uploaded later.
-	extra []byte
+	// extra are two more X-rays, uploaded later.
+	extra [][]byte
 }
 
 func readFixture(t *testing.T, path string) []byte {
@@ -98,7 +98,7 @@ func phantomFiles(t *testing.T, samples []dataset.Sample) [][]byte {
 	}
 	xr := 0
 	for _, s := range samples {
-		if s.Group != "chest-xray" || s.Split != dataset.Test || xr == 3 {
+		if s.Group != "chest-xray" || s.Split != dataset.Test || xr == 4 {
 			continue
 		}
 		xr++
@@ -118,7 +118,7 @@ func phantomFiles(t *testing.T, samples []dataset.Sample) [][]byte {
 		}
 		out = append(out, b)
 	}
-	if ct != 3 || xr != 3 {
+	if ct != 3 || xr != 4 {
 		t.Fatalf("phantom gave %d CT and %d X-ray test images", ct, xr)
 	}
 	return out
@@ -171,8 +171,8 @@ func setup(t *testing.T) (*env, fixture) {
 		creds: httpauth.Credentials{User: orthanctest.User, Password: orthanctest.Password}}
 	fx := fixture{files: [][]byte{readFixture(t, "pydicom/CT_small.dcm"), readFixture(t, "godicom/4.dcm")}}
 	ph := phantomFiles(t, tm.Samples)
-	fx.files = append(fx.files, ph[:len(ph)-1]...)
-	fx.extra = ph[len(ph)-1]
+	fx.files = append(fx.files, ph[:len(ph)-2]...)
+	fx.extra = ph[len(ph)-2:]
 	// CT_small (a CT series of one), the CR, the phantom CT series, two
 	// phantom X-rays of which one fails.
 	fx.units, fx.failing = 5, 1
@@ -381,25 +381,33 @@ func TestWatchOrthanc(t *testing.T) {
 		t.Fatalf("idle run: %+v %v", again.Stats(), err)
 	}
 
-	// Orthanc dies while a new image waits: retries, then a clear error;
-	// the image is scored once the server is back.
-	if _, err := o.Store(ctx, fx.extra); err != nil {
-		t.Fatal(err)
+	// Orthanc dies mid-run, right after the first of two new images is
+	// written: retries, then a clear error; the second image is scored once
+	// the server is back, and the first is not written twice.
+	for _, f := range fx.extra {
+		if _, err := o.Store(ctx, f); err != nil {
+			t.Fatal(err)
+		}
 	}
-	e.srv.Kill()
+	log.onLine = func(msg string) {
+		if msg == "scored" {
+			e.srv.Kill()
+		}
+	}
 	dead, err := NewOrthanc(e.orthanc(t, 3), e.config(state, &log))
 	if err != nil {
 		t.Fatal(err)
 	}
 	err = dead.Run(ctx)
-	if !errors.Is(err, archive.ErrUnavailable) || !strings.Contains(err.Error(), "after 3 attempts") {
-		t.Fatalf("dead server: %v", err)
+	log.onLine = nil
+	if !errors.Is(err, archive.ErrUnavailable) || !strings.Contains(err.Error(), "after 3 attempts") || dead.Stats().Units != 1 {
+		t.Fatalf("server killed mid-run: %d units, %v", dead.Stats().Units, err)
 	}
 	checkNoPatientName(t, "error", err.Error())
 	e.srv.Restart()
 	runUntil(t, e, state, &log, 1)
-	if n := len(resultObjects(t, d)); n != 2*scored+2 {
-		t.Fatalf("%d result objects after the outage, want %d", n, 2*scored+2)
+	if n := len(resultObjects(t, d)); n != 2*scored+4 {
+		t.Fatalf("%d result objects after the outage, want %d", n, 2*scored+4)
 	}
 	checkNoPatientName(t, "watch log", log.String())
 }

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -97,8 +96,7 @@ func runWatch(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg := watch.Config{Scorer: sc, Request: score.Request{Group: *group}, StateFile: *state, Once: *once,
 		FromNow: *fromNow, Poll: *poll, MetadataName: *metadata, AttachmentName: *attachment, Log: log,
-		Model: dicomresult.Model{Name: filepath.Base(path), Version: m.Manifest.Model + " " + m.Manifest.Version,
-			SHA256: digest, Software: "maddr " + buildVersion()}}
+		Model: dicomresult.ModelOf(m, digest, "maddr "+buildVersion())}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	var run func(context.Context) error
