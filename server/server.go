@@ -4,6 +4,13 @@
 // plain HTML and JavaScript) to drop an image on and see the heat map over
 // it, the score against the threshold and the recognised organ and modality.
 //
+// Safe to expose: requests can be required to carry HTTP Basic or bearer
+// credentials (Config.Auth; /healthz stays open for probes), the listener
+// can speak TLS (Config.TLSCert/TLSKey), and every request gets one
+// structured access log line (log/slog JSON) with a request id, sizes,
+// latency, status and decisions, never a file name, a query or anything
+// read from an upload, so no patient-identifying attribute reaches the log.
+//
 // Work is bounded: uploads wait in a fixed-size queue for a fixed number of
 // workers (a full queue answers 503 at once), bodies and decoded pixels have
 // limits (413), every request has a deadline, and shutdown lets the uploads
@@ -12,12 +19,16 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/tls"
 	"embed"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"mime/multipart"
 	"net"
@@ -28,6 +39,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/maddr-project/maddr/httpauth"
 	"github.com/maddr-project/maddr/score"
 )
 
@@ -53,6 +65,12 @@ type Config struct {
 	// MaxPictures bounds the slices of one upload returned with pictures;
 	// beyond it only the most abnormal slice has them.
 	MaxPictures int
+	// Auth, when set, is required of every request but /healthz.
+	Auth httpauth.Credentials
+	// TLSCert and TLSKey (PEM files), when set, make Serve speak HTTPS.
+	TLSCert, TLSKey string
+	// Log receives the access log (nil: none).
+	Log *slog.Logger
 }
 
 // DefaultConfig returns the limits used when a field is zero.
@@ -142,11 +160,17 @@ func New(sc *score.Scorer, info Info, cfg Config) *Server {
 	return s
 }
 
-// Handler serves every endpoint and counts requests by status.
+// Handler serves every endpoint, requires the credentials, counts requests
+// by status and writes the access log.
 func (s *Server) Handler() http.Handler {
+	inner := httpauth.Require(s.cfg.Auth, s.mux, "/healthz")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := requestID()
+		w.Header().Set("X-Request-Id", id)
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
-		s.mux.ServeHTTP(rec, r)
+		info := &accessInfo{}
+		inner.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), accessKey{}, info)))
 		path := r.URL.Path
 		switch path {
 		case "/healthz", "/metrics", "/api/model", "/api/score", "/":
@@ -154,17 +178,61 @@ func (s *Server) Handler() http.Handler {
 			path = "other" // bounded label values whatever clients ask for
 		}
 		s.metrics.request(path, rec.code)
+		if s.cfg.Log != nil {
+			attrs := []slog.Attr{slog.String("id", id), slog.String("method", r.Method), slog.String("path", path),
+				slog.Int("status", rec.code), slog.Int64("bytes_in", max(r.ContentLength, 0)),
+				slog.Int64("bytes_out", rec.bytes), slog.Float64("latency_ms", float64(time.Since(start).Microseconds())/1000)}
+			if info.result != "" {
+				attrs = append(attrs, slog.String("result", info.result))
+			}
+			if info.problem != "" {
+				attrs = append(attrs, slog.String("problem", info.problem))
+			}
+			level := slog.LevelInfo
+			if rec.code >= 500 {
+				level = slog.LevelError
+			} else if rec.code >= 400 {
+				level = slog.LevelWarn
+			}
+			s.cfg.Log.LogAttrs(r.Context(), level, "request", attrs...)
+		}
 	})
+}
+
+// accessInfo is what a handler adds to its access log line: decisions, or
+// the kind of problem; never text taken from the upload.
+type accessInfo struct{ result, problem string }
+
+type accessKey struct{}
+
+func setAccess(r *http.Request, f func(*accessInfo)) {
+	if a, ok := r.Context().Value(accessKey{}).(*accessInfo); ok {
+		f(a)
+	}
+}
+
+// requestID returns 16 random hex digits.
+func requestID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 type statusRecorder struct {
 	http.ResponseWriter
-	code int
+	code  int
+	bytes int64
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
 	r.code = code
 	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
 }
 
 // Close stops the workers after the queued uploads are done.
@@ -185,7 +253,14 @@ func Serve(ctx context.Context, ln net.Listener, s *Server) error {
 		MaxHeaderBytes:    64 << 10,
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if s.cfg.TLSCert != "" || s.cfg.TLSKey != "" {
+			srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+			errc <- srv.ServeTLS(ln, s.cfg.TLSCert, s.cfg.TLSKey)
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		s.Close()
@@ -304,6 +379,7 @@ func (s *Server) score(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	req := score.Request{Group: q.Get("group")}
 	if err := s.sc.CheckRequest(req); err != nil {
+		setAccess(r, func(a *accessInfo) { a.problem = "bad group" })
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -315,6 +391,7 @@ func (s *Server) score(w http.ResponseWriter, r *http.Request) {
 	name := q.Get("name")
 	data, fileName, err := s.readUpload(w, r)
 	if err != nil {
+		setAccess(r, func(a *accessInfo) { a.problem = "unreadable upload" })
 		var he *httpError
 		if errors.As(err, &he) {
 			writeError(w, he.code, he.msg)
@@ -348,6 +425,9 @@ func (s *Server) score(w http.ResponseWriter, r *http.Request) {
 				ds = append(ds, res.Decision)
 			}
 			s.metrics.scored(ds, time.Since(start))
+			setAccess(r, func(a *accessInfo) { a.result = strings.Join(ds, ",") })
+		} else if a.code >= 400 {
+			setAccess(r, func(a *accessInfo) { a.problem = "image not scored" })
 		}
 		writeJSON(w, a.code, a.body)
 	case <-ctx.Done():

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/maddr-project/maddr/modelfile"
 	"github.com/maddr-project/maddr/safetensors"
 	"github.com/maddr-project/maddr/score"
+	"github.com/maddr-project/maddr/watch"
 )
 
 func init() {
@@ -43,7 +45,9 @@ func (f *scoreFlags) options() score.Options {
 func runScore(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("score", stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: maddr score --model M [flags] PATH...\n\nPATH: image files (PNG, JPEG, DICOM, NIfTI) or folders (walked; a folder's DICOM files form one series).\n\nflags:")
+		fmt.Fprintln(stderr, "usage: maddr score --model M [flags] PATH...\n\nPATH: image files (PNG, JPEG, DICOM, NIfTI), "+
+			"folders (walked; a folder's DICOM files form one series), or DICOMweb study/series URLs\n"+
+			"(http(s)://HOST/ROOT/studies/UID[/series/UID], retrieved with WADO-RS; each series is one unit).\n\nflags:")
 		fs.PrintDefaults()
 	}
 	modelPath := fs.String("model", "", "model file or run directory (required)")
@@ -57,6 +61,7 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 	threads := fs.Int("threads", 0, "libtorch threads (0: all cores)")
 	precision := precisionFlag(fs)
 	quiet := fs.Bool("quiet", false, "no progress bar")
+	af := addArchiveFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -100,7 +105,14 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ex, err := score.Expand(fs.Args())
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer cancel()
+	inputs, cleanup, err := fetchURLInputs(ctx, fs.Args(), af, stderr)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	ex, err := score.Expand(inputs)
 	if err != nil {
 		return err
 	}
@@ -116,8 +128,6 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 	}
 	h := score.Header{Format: score.OutputFormat, Version: buildVersion(), Model: path, ModelSHA256: digest, Shard: sh,
 		Settings: score.Settings{Options: sc.Options(), Group: *group, HU: *sf.hu}}
-	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer cancel()
 	ro := score.RunOptions{Request: req, Read: score.ReadOptions{HU: *sf.hu}, HeatmapDir: *heatmaps}
 	if !*quiet {
 		ro.Progress = stderr
@@ -164,4 +174,32 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 			st.Failed, score.Failed, strings.Join(list, "\n  "))
 	}
 	return nil
+}
+
+// fetchURLInputs downloads DICOMweb URL inputs into a temporary folder
+// (removed by cleanup) and returns the inputs with the URLs replaced.
+func fetchURLInputs(ctx context.Context, args []string, af *archiveFlags, stderr io.Writer) ([]string, func(), error) {
+	none := func() {}
+	hasURL := false
+	for _, a := range args {
+		hasURL = hasURL || watch.IsDICOMwebURL(a)
+	}
+	if !hasURL {
+		return args, none, nil
+	}
+	opts, err := af.options(slog.New(slog.NewJSONHandler(stderr, nil)))
+	if err != nil {
+		return nil, none, err
+	}
+	dir, err := os.MkdirTemp("", "maddr-dicomweb-")
+	if err != nil {
+		return nil, none, err
+	}
+	cleanup := func() { os.RemoveAll(dir) }
+	inputs, err := watch.FetchInputs(ctx, args, opts, dir)
+	if err != nil {
+		cleanup()
+		return nil, none, err
+	}
+	return inputs, cleanup, nil
 }

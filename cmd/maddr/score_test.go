@@ -9,13 +9,12 @@ import (
 	"testing"
 
 	"github.com/maddr-project/maddr/dataset"
-	"github.com/maddr-project/maddr/score/scoretest"
 )
 
 // TestScoreShardsAndMerge runs the commands as a batch job would: a whole
 // run, three shards, and a merge that must reproduce the whole run.
 func TestScoreShardsAndMerge(t *testing.T) {
-	mod := scoretest.Train(t, t.TempDir(), false, "")
+	mod := sharedModel(t)
 	data := t.TempDir()
 	var evalSet []dataset.Sample
 	for _, s := range mod.Samples {

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/maddr-project/maddr/httpauth"
 	"github.com/maddr-project/maddr/modelfile"
 	"github.com/maddr-project/maddr/score"
 	"github.com/maddr-project/maddr/server"
@@ -33,12 +35,29 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	timeout := fs.Duration("timeout", d.Timeout, "deadline of one request, waiting included")
 	threads := fs.Int("threads", 0, "libtorch threads (0: all cores)")
 	precision := precisionFlag(fs)
+	basicFile := fs.String("auth-basic-file", "", "require HTTP Basic auth with the user:password in this file (else $MADDR_SERVE_BASIC)")
+	tokenFile := fs.String("auth-token-file", "", "require this file's bearer token (else $MADDR_SERVE_TOKEN)")
+	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate (with --tls-key)")
+	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
+	insecure := fs.Bool("insecure", false, "allow a non-loopback address without authentication")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *modelPath == "" || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "maddr serve: --model is required (and positional arguments are not accepted)")
 		return errUsage
+	}
+	creds, err := httpauth.Read(httpauth.Sources{BasicFile: *basicFile, TokenFile: *tokenFile, EnvPrefix: "MADDR_SERVE"})
+	if err != nil {
+		return fmt.Errorf("serve credentials: %w", err)
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return fmt.Errorf("--tls-cert and --tls-key go together")
+	}
+	if creds.Empty() && !*insecure && !loopbackAddress(*addr) {
+		return fmt.Errorf("%s is reachable from other machines and no authentication is configured: "+
+			"set --auth-basic-file/--auth-token-file (or $MADDR_SERVE_BASIC/$MADDR_SERVE_TOKEN), or pass --insecure "+
+			"if something in front of maddr authenticates", *addr)
 	}
 	setThreads(*threads)
 	path := resolveModel(*modelPath)
@@ -58,7 +77,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg := server.Config{MaxBodyBytes: *maxMB << 20, MaxPixels: *maxMpx << 20, MaxSlices: *maxSlices, Workers: *workers,
-		QueueSize: *queue, Timeout: *timeout, HU: *sf.hu}
+		QueueSize: *queue, Timeout: *timeout, HU: *sf.hu, Auth: creds, TLSCert: *tlsCert, TLSKey: *tlsKey,
+		Log: slog.New(slog.NewJSONHandler(stderr, nil))}
 	srv := server.New(sc, server.Info{ModelPath: path, ModelSHA256: digest, Version: buildVersion()}, cfg)
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -71,11 +91,30 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if len(m.Manifest.Thresholds) == 0 {
 		fmt.Fprintf(stderr, "serve: %s has no thresholds, so decisions will be %q: run 'maddr eval --model %s' first\n", path, score.Unknown, *modelPath)
 	}
-	fmt.Fprintf(stdout, "serving %s (%s) on http://%s/ (%s); Ctrl-C stops\n", path, m.Manifest.Model, ln.Addr(), cfg)
+	scheme := "http"
+	if *tlsCert != "" {
+		scheme = "https"
+	}
+	fmt.Fprintf(stdout, "serving %s (%s) on %s://%s/ (%s, %s auth); Ctrl-C stops\n", path, m.Manifest.Model, scheme, ln.Addr(), cfg, creds.Kind())
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	start := time.Now()
 	err = server.Serve(ctx, ln, srv)
 	fmt.Fprintf(stdout, "stopped after %s\n", time.Since(start).Round(time.Second))
 	return err
+}
+
+// loopbackAddress tells whether a listen address only accepts connections
+// from this machine (a loopback IP or "localhost"); an empty host or any
+// other name counts as reachable.
+func loopbackAddress(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
