@@ -26,7 +26,7 @@ fixtures:
 	bash tools/fetch-fixtures.sh
 
 test: deps fixtures
-	$(GO) test ./...
+	$(GO) test -timeout 30m ./...
 
 # The main job: baseline vs MADDR on the built-in phantom data, report in demo-out/.
 demo: build
