@@ -22,8 +22,10 @@ import (
 )
 
 // tinyOptions shrink each baseline so that a few iterations run in seconds.
+// DPA normalises its random VGG's features on training images so that the
+// perceptual term, not only the 0.1-weighted L1, decides the score's direction.
 var tinyOptions = map[string]string{
-	"dpa":      `{"vgg_random_init": true, "vgg_width_divisor": 16}`,
+	"dpa":      `{"vgg_random_init": true, "vgg_width_divisor": 16, "vgg_norm": "train-mean-std"}`,
 	"ae":       `{"base_width": 4, "hidden": 64}`,
 	"memae":    `{"base_width": 4, "hidden": 64}`,
 	"ganomaly": `{"width": 4}`,
