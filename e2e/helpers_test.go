@@ -27,9 +27,13 @@ type detectionCase struct {
 	model string
 	maddr bool
 	// options is the baseline's JSON settings (small widths, learning rate).
-	options    string
+	options string
+	// latent is the latent width (0: the baseline's default).
+	latent     int
 	iterations int
 	batch      int
+	// minGain, when set, replaces minGainOverUntrained.
+	minGain float64
 }
 
 // untrainedIterations is the shortest run the baseline accepts: one update
@@ -49,13 +53,14 @@ func (c detectionCase) name() string {
 }
 
 // config is what `maddr train --model M --size 32 --resize 0 --crop 0
-// --iterations N --batch B --seed S --model-options O [--baseline-only]`
+// --latent L --iterations N --batch B --seed S --model-options O
+// [--baseline-only]`
 // builds: the paper's MADDR switches with its mixup window scaled to the run.
 func (c detectionCase) config(iterations int) train.Config {
 	cfg := train.Defaults(c.model)
 	cfg.Sources = nil
 	cfg.Preprocess.Size, cfg.Preprocess.Resize, cfg.Preprocess.Crop = genSize, 0, 0
-	cfg.Iterations, cfg.BatchSize, cfg.Seed = iterations, c.batch, 8499
+	cfg.Iterations, cfg.BatchSize, cfg.Seed, cfg.LatentDim = iterations, c.batch, 8499, c.latent
 	cfg.CheckpointEvery = iterations
 	// One libtorch thread: on a 2-core machine shared with other jobs, two
 	// intra-op threads made a 300-step AE run cost 100 CPU seconds instead
