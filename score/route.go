@@ -2,6 +2,8 @@ package score
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/maddr-project/maddr/dataset"
@@ -185,7 +187,7 @@ func Summarise(volume string, slices []Result) Result {
 // majority returns the most frequent key (the first in order on a tie).
 func majority(c map[string]int) string {
 	best, bn := "", 0
-	for _, k := range sortedKeys(c) {
+	for _, k := range slices.Sorted(maps.Keys(c)) {
 		if c[k] > bn {
 			best, bn = k, c[k]
 		}

@@ -27,7 +27,6 @@ import (
 	"hash/fnv"
 	"math"
 	"runtime"
-	"sort"
 	"strings"
 	"sync"
 
@@ -521,13 +520,3 @@ func argmax(p []float32) (int, float64) {
 
 // Classes returns the head vocabularies (organs, modalities).
 func (s *Scorer) Classes() maddr.Classes { return s.model.Framework.Classes }
-
-// sortedKeys lists a map's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}

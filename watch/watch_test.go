@@ -132,36 +132,17 @@ type env struct {
 	dir    string
 }
 
-// The tests share one trained model (training dominates their time on a
-// busy machine).
-var (
-	modelOnce sync.Once
-	modelDir  string
-	model     scoretest.Model
-)
-
+// The tests share one trained model (scoretest.Shared).
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if modelDir != "" {
-		os.RemoveAll(modelDir)
-	}
+	scoretest.RemoveShared()
 	os.Exit(code)
 }
 
 func setup(t *testing.T) (*env, fixture) {
 	srv := orthanctest.Start(t)
 	dir := t.TempDir()
-	modelOnce.Do(func() {
-		var err error
-		if modelDir, err = os.MkdirTemp("", "maddr-watch-model-"); err != nil {
-			t.Fatal(err)
-		}
-		model = scoretest.Train(t, modelDir, false, "")
-	})
-	if model.Path == "" {
-		t.Fatal("the shared test model could not be trained")
-	}
-	tm := model
+	tm := scoretest.Shared(t)
 	sc, err := score.New(scoretest.Load(t, tm.Path), score.DefaultOptions())
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -323,7 +324,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "\nreport: %s (plots %s), models: %s/seed*/*/model.safetensors\n", filepath.Join(*out, "demo.md"),
-		strings.Join(sortedKeys(plots), ", "), *out)
+		strings.Join(slices.Sorted(maps.Keys(plots)), ", "), *out)
 	return nil
 }
 
@@ -808,13 +809,4 @@ func appendNew(list []string, items ...string) []string {
 		}
 	}
 	return list
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -2,40 +2,16 @@ package main
 
 import (
 	"os"
-	"sync"
 	"testing"
 
 	"github.com/maddr-project/maddr/score/scoretest"
 )
 
-// The command tests that only read a model share one (training it dominates
-// their time on a busy machine).
-var (
-	modelOnce sync.Once
-	modelDir  string
-	model     scoretest.Model
-)
-
+// The command tests that only read a model share one (scoretest.Shared).
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if modelDir != "" {
-		os.RemoveAll(modelDir)
-	}
+	scoretest.RemoveShared()
 	os.Exit(code)
 }
 
-// sharedModel trains the shared model on first use.
-func sharedModel(t *testing.T) scoretest.Model {
-	t.Helper()
-	modelOnce.Do(func() {
-		var err error
-		if modelDir, err = os.MkdirTemp("", "maddr-cmd-test-"); err != nil {
-			t.Fatal(err)
-		}
-		model = scoretest.Train(t, modelDir, false, "")
-	})
-	if model.Path == "" {
-		t.Fatal("training the shared test model failed in an earlier test")
-	}
-	return model
-}
+func sharedModel(t *testing.T) scoretest.Model { return scoretest.Shared(t) }

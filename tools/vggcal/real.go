@@ -8,6 +8,7 @@ import (
 	"image/color"
 	"image/png"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -313,7 +314,7 @@ func runReference(data string, size int, out string) error {
 	}
 	aucs := map[string]float64{}
 	line := "distance to the training mean (no training)"
-	for _, g := range sortedKeys(scores) {
+	for _, g := range slices.Sorted(maps.Keys(scores)) {
 		auc, err := metrics.AUC(scores[g], labels[g])
 		if err != nil {
 			return fmt.Errorf("%s: %w", g, err)
@@ -330,13 +331,4 @@ func runReference(data string, size int, out string) error {
 		_, err := w.Write(append(js, '\n'))
 		return err
 	})
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
