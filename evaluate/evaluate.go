@@ -136,9 +136,8 @@ type Report struct {
 const F1Explanation = "F1 is macro-F1 (mean of the normal-class and abnormal-class F1), used both to choose the threshold " +
 	"on validation and in the tables; binary (abnormal-positive) and support-weighted F1 are in the JSON."
 
-// Evaluate scores the validation and test samples of every group and applies the protocol.
-func Evaluate(ctx context.Context, m *modelfile.Model, samples []dataset.Sample, opts metrics.SelectOptions, skipBad bool) (*Report, error) {
-	var val, test []dataset.Sample
+// valAndTest picks the validation and test images out of samples, in order.
+func valAndTest(samples []dataset.Sample) (val, test []dataset.Sample) {
 	for _, s := range samples {
 		switch s.Split {
 		case dataset.Val:
@@ -147,6 +146,12 @@ func Evaluate(ctx context.Context, m *modelfile.Model, samples []dataset.Sample,
 			test = append(test, s)
 		}
 	}
+	return val, test
+}
+
+// Evaluate scores the validation and test samples of every group and applies the protocol.
+func Evaluate(ctx context.Context, m *modelfile.Model, samples []dataset.Sample, opts metrics.SelectOptions, skipBad bool) (*Report, error) {
+	val, test := valAndTest(samples)
 	if len(test) == 0 {
 		return nil, fmt.Errorf("no test images to evaluate")
 	}

@@ -53,15 +53,7 @@ func ComparePrecision(ctx context.Context, m *modelfile.Model, samples []dataset
 	var reports [2]*Report
 	var scores [2][]float64
 	var seconds [2]float64
-	var val, test []dataset.Sample
-	for _, s := range samples {
-		switch s.Split {
-		case dataset.Val:
-			val = append(val, s)
-		case dataset.Test:
-			test = append(test, s)
-		}
-	}
+	val, test := valAndTest(samples)
 	for i, p := range []torch.DType{torch.Float32, torch.BFloat16} {
 		m.Precision = p
 		t0 := time.Now()
