@@ -4,6 +4,7 @@ import (
 	"flag"
 
 	"github.com/maddr-project/maddr/modelfile"
+	"github.com/maddr-project/maddr/score"
 )
 
 // precisionFlag adds --precision to a scoring command.
@@ -20,4 +21,26 @@ func setPrecision(m *modelfile.Model, value string) error {
 	}
 	m.Precision = p
 	return nil
+}
+
+// openScorer loads the model file at path (see resolveModel) for scoring at
+// the given precision and returns it with its scorer and the file's SHA-256,
+// which score, serve and watch all report.
+func openScorer(path, precision string, sf *scoreFlags) (*modelfile.Model, *score.Scorer, string, error) {
+	m, err := modelfile.Load(path)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if err := setPrecision(m, precision); err != nil {
+		return nil, nil, "", err
+	}
+	sc, err := score.New(m, sf.options())
+	if err != nil {
+		return nil, nil, "", err
+	}
+	digest, err := modelfile.Digest(path)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	return m, sc, digest, nil
 }

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/maddr-project/maddr/modelfile"
 	"github.com/maddr-project/maddr/safetensors"
 	"github.com/maddr-project/maddr/score"
 	"github.com/maddr-project/maddr/watch"
@@ -86,23 +85,12 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 	}
 	setThreads(*threads)
 	path := resolveModel(*modelPath)
-	m, err := modelfile.Load(path)
-	if err != nil {
-		return err
-	}
-	if err := setPrecision(m, *precision); err != nil {
-		return err
-	}
-	sc, err := score.New(m, sf.options())
+	m, sc, digest, err := openScorer(path, *precision, sf)
 	if err != nil {
 		return err
 	}
 	req := score.Request{Group: *group}
 	if err := sc.CheckRequest(req); err != nil {
-		return err
-	}
-	digest, err := modelfile.Digest(path)
-	if err != nil {
 		return err
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/maddr-project/maddr/httpauth"
-	"github.com/maddr-project/maddr/modelfile"
 	"github.com/maddr-project/maddr/score"
 	"github.com/maddr-project/maddr/server"
 )
@@ -61,18 +60,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	setThreads(*threads)
 	path := resolveModel(*modelPath)
-	m, err := modelfile.Load(path)
-	if err != nil {
-		return err
-	}
-	if err := setPrecision(m, *precision); err != nil {
-		return err
-	}
-	sc, err := score.New(m, sf.options())
-	if err != nil {
-		return err
-	}
-	digest, err := modelfile.Digest(path)
+	m, sc, digest, err := openScorer(path, *precision, sf)
 	if err != nil {
 		return err
 	}

@@ -15,7 +15,6 @@ import (
 	"github.com/maddr-project/maddr/archive"
 	"github.com/maddr-project/maddr/dicomresult"
 	"github.com/maddr-project/maddr/httpauth"
-	"github.com/maddr-project/maddr/modelfile"
 	"github.com/maddr-project/maddr/score"
 	"github.com/maddr-project/maddr/watch"
 )
@@ -81,16 +80,7 @@ func runWatch(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	setThreads(*threads)
-	path := resolveModel(*modelPath)
-	m, err := modelfile.Load(path)
-	if err != nil {
-		return err
-	}
-	sc, err := score.New(m, sf.options())
-	if err != nil {
-		return err
-	}
-	digest, err := modelfile.Digest(path)
+	m, sc, digest, err := openScorer(resolveModel(*modelPath), "fp32", sf)
 	if err != nil {
 		return err
 	}
