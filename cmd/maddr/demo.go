@@ -119,7 +119,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	dataSeed := fs.Uint64("data-seed", 8499, "seed of the generated phantom data")
 	seedList := fs.String("seeds", demoDefaultSeeds, "comma-separated training seeds; every trained row reports mean +- std over them")
 	split := fs.String("split", "test", "split to report: test, or val to compare candidate settings without looking at the test split")
-	windowList := fs.String("hu-windows", demoDefaultWindows, "CT windows as organ=centre:width,... in HU (empty: the default pipeline's liver 25:450, lung -600:1500; the demo's narrower windows were chosen on validation)")
+	windowList := fs.String("hu-windows", demoDefaultWindows, huWindowsUsage+"; the demo's narrower windows were chosen on validation")
 	threads := fs.Int("threads", 0, "libtorch threads (0: all cores)")
 	out := fs.String("out", "demo-out", "report directory")
 	if err := parseFlags(fs, args); err != nil {
@@ -388,6 +388,8 @@ func cmpFloat(a, b float64) int {
 	}
 	return 0
 }
+
+const huWindowsUsage = "CT windows as organ=centre:width,... in HU (empty: the default pipeline's liver 25:450, lung -600:1500)"
 
 // parseWindows reads organ=centre:width pairs, e.g. "liver=60:160,lung=-600:800".
 func parseWindows(list string) (map[string]medimg.Window, error) {

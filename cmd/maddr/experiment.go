@@ -72,6 +72,7 @@ func runExperimentTable(table experiment.Table, args []string, stdout, stderr io
 	size := fs.Int("size", def.Preprocess.Size, "network input side in pixels")
 	resize := fs.Int("resize", def.Preprocess.Resize, "resize before the centre crop (0: skip)")
 	crop := fs.Int("crop", def.Preprocess.Crop, "centre crop before the final resize (0: skip)")
+	windowList := fs.String("hu-windows", "", huWindowsUsage)
 	mixed := fs.Bool("mixed", true, "table1: also train each baseline on all data sets without MADDR (reference for the t-SNE figure; = table2 row 3)")
 	roles := fs.String("roles", "", "table2: groups playing LiTS, Lung-CT and Lung-X-rays, comma-separated (default liver-ct,lung-ct,chest-xray as in the phantom; real Shenzhen data is lung-xray)")
 	criterion := fs.String("criterion", "macro-f1", "threshold criterion on validation: macro-f1, f1 or accuracy")
@@ -119,6 +120,9 @@ func runExperimentTable(table experiment.Table, args []string, stdout, stderr io
 		s.Sources = []dataset.Spec{{Kind: "phantom"}}
 	}
 	s.Preprocess.Size, s.Preprocess.Resize, s.Preprocess.Crop = *size, *resize, *crop
+	if s.Preprocess.HUWindows, err = parseWindows(*windowList); err != nil {
+		return err
+	}
 	if err := s.Preprocess.Validate(); err != nil {
 		return err
 	}

@@ -178,6 +178,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	size := fs.Int("size", def.Preprocess.Size, "network input side in pixels")
 	resize := fs.Int("resize", def.Preprocess.Resize, "resize before the centre crop (0: skip)")
 	crop := fs.Int("crop", def.Preprocess.Crop, "centre crop before the final resize (0: skip)")
+	windowList := fs.String("hu-windows", "", huWindowsUsage)
 	augmentOn := fs.Bool("augment", false, "paper augmentations (random crop, rotation, flip except X-rays); off in the authors' code")
 	mf := addMADDRFlags(fs)
 	iterations := fs.Int("iterations", 0, "optimizer steps (0: the baseline's paper schedule, 16000 for DPA)")
@@ -203,10 +204,14 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	if err := checkDevice(*device); err != nil {
 		return err
 	}
+	var err error
 	cfg := def
 	cfg.Model, cfg.LatentDim, cfg.Iterations, cfg.BatchSize, cfg.Seed = *model, *latent, *iterations, *batch, *seed
 	cfg.Threads, cfg.CheckpointEvery, cfg.Workers, cfg.CacheBytes, cfg.SkipBad = *threads, *every, *workers, *cacheMB<<20, *skipBad
 	cfg.Preprocess.Size, cfg.Preprocess.Resize, cfg.Preprocess.Crop = *size, *resize, *crop
+	if cfg.Preprocess.HUWindows, err = parseWindows(*windowList); err != nil {
+		return err
+	}
 	cfg.ClipGradNorm = *clip
 	if *augmentOn {
 		cfg.Augment = augment.Paper()
@@ -217,7 +222,6 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	if *groups != "" {
 		cfg.Groups = strings.Split(*groups, ",")
 	}
-	var err error
 	if cfg.ModelOptions, err = mo.options(); err != nil {
 		return err
 	}
