@@ -11,7 +11,6 @@
 package fanogan
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -87,12 +86,8 @@ func DefaultConfig() Config {
 // resolve merges Options and Raw into a checked Config.
 func resolve(o baselines.Options) (Config, error) {
 	c := DefaultConfig()
-	if raw := bytes.TrimSpace(o.Raw); len(raw) > 0 && string(raw) != "null" {
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil {
-			return c, fmt.Errorf("fanogan settings: %w", err)
-		}
+	if err := backbone.DecodeRaw(Name, o.Raw, &c); err != nil {
+		return c, err
 	}
 	// Options win, but a stored setting that disagrees is a mistake (e.g. a
 	// model file used at another image size), not something to paper over.

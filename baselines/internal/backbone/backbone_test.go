@@ -31,3 +31,37 @@ func TestLevelsAndChannels(t *testing.T) {
 		}
 	}
 }
+
+type keysInner struct {
+	Width int `json:"width"`
+}
+
+type keysConfig struct {
+	keysInner
+	Latent   int    `json:"latent,omitempty"`
+	Loss     string `json:"loss"`
+	Internal int    `json:"-"`
+	Plain    int
+}
+
+func TestDecodeRawNamesUnknownKeysAndTheValidOnes(t *testing.T) {
+	if got := Keys(&keysConfig{}); !slices.Equal(got, []string{"Plain", "latent", "loss", "width"}) {
+		t.Fatalf("Keys = %v", got)
+	}
+	var c keysConfig
+	// Keys match regardless of case, as encoding/json matches them.
+	if err := DecodeRaw("m", []byte(`{"width": 3, "LOSS": "l1", "plain": 2}`), &c); err != nil || c.Width != 3 || c.Loss != "l1" || c.Plain != 2 {
+		t.Fatalf("decoded %+v, %v", c, err)
+	}
+	err := DecodeRaw("m", []byte(`{"widht": 3, "Internal": 1, "loss": "l2"}`), &c)
+	want := `m settings: unknown options "Internal", "widht" (valid: Plain, latent, loss, width)`
+	if err == nil || err.Error() != want {
+		t.Fatalf("error %v, want %s", err, want)
+	}
+	if err := DecodeRaw("m", []byte(`[1]`), &c); err == nil {
+		t.Fatal("a JSON array was accepted as settings")
+	}
+	if err := DecodeRaw("m", []byte(" null "), &c); err != nil {
+		t.Fatal(err)
+	}
+}

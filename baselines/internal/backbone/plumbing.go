@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/maddr-project/maddr/baselines"
@@ -12,11 +15,16 @@ import (
 )
 
 // DecodeRaw reads a baseline's JSON settings over the defaults already in
-// dst. Unknown keys are an error, so that a misspelt switch is not silently
+// dst (a pointer to a struct). Unknown keys are an error that names the key
+// and lists the ones dst accepts, so that a misspelt switch is not silently
 // ignored.
 func DecodeRaw(model string, raw json.RawMessage, dst any) error {
-	if len(bytes.TrimSpace(raw)) == 0 || string(bytes.TrimSpace(raw)) == "null" {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
 		return nil
+	}
+	if err := checkKeys(raw, dst); err != nil {
+		return fmt.Errorf("%s settings: %w", model, err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -24,6 +32,69 @@ func DecodeRaw(model string, raw json.RawMessage, dst any) error {
 		return fmt.Errorf("%s settings: %w", model, err)
 	}
 	return nil
+}
+
+// checkKeys rejects a top-level key of the JSON object raw that no field of
+// dst takes. Like encoding/json, it matches keys regardless of case. Input
+// that is not an object is left for the decoder to reject.
+func checkKeys(raw json.RawMessage, dst any) error {
+	var keys map[string]json.RawMessage
+	if json.Unmarshal(raw, &keys) != nil {
+		return nil
+	}
+	valid := Keys(dst)
+	var unknown []string
+	for k := range keys {
+		if !slices.ContainsFunc(valid, func(v string) bool { return strings.EqualFold(k, v) }) {
+			unknown = append(unknown, strconv.Quote(k))
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.Sort(unknown)
+	what := "option"
+	if len(unknown) > 1 {
+		what = "options"
+	}
+	return fmt.Errorf("unknown %s %s (valid: %s)", what, strings.Join(unknown, ", "), strings.Join(valid, ", "))
+}
+
+// Keys lists, sorted, the JSON keys that the struct dst points at accepts:
+// its exported fields by their json names, those of embedded structs
+// included.
+func Keys(dst any) []string {
+	t := reflect.TypeOf(dst)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil || t.Kind() != reflect.Struct {
+		return nil
+	}
+	var out []string
+	addKeys(t, &out)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func addKeys(t reflect.Type, out *[]string) {
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" {
+			continue
+		}
+		if f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct {
+			addKeys(f.Type, out)
+			continue
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		*out = append(*out, name)
+	}
 }
 
 // Fields point at the settings of a baseline's config that baselines.Options
@@ -94,7 +165,8 @@ func Eval(x *torch.Tensor, fn func(sc *torch.Scope, x *torch.Tensor) *torch.Tens
 }
 
 // Optimizers names a baseline's optimizers by their prefix in checkpoints
-// (e.g. "adam", or "adam_g" and "adam_d").
+// (e.g. "adam", or "adam_g" and "adam_d"). The empty prefix, for a baseline
+// with a single optimizer, stores its state names as they are.
 type Optimizers map[string]nn.Optimizer
 
 // State gathers every optimizer's tensors as prefix + "." + state name.
@@ -102,22 +174,35 @@ func (o Optimizers) State() map[string]*torch.Tensor {
 	out := map[string]*torch.Tensor{}
 	for prefix, opt := range o {
 		for k, t := range opt.State() {
-			out[prefix+"."+k] = t
+			out[stateName(prefix, k)] = t
 		}
 	}
 	return out
 }
 
+func stateName(prefix, name string) string {
+	if prefix == "" {
+		return name
+	}
+	return prefix + "." + name
+}
+
 // Load gives each optimizer the saved entries under its prefix.
 func (o Optimizers) Load(saved map[string]*torch.Tensor) error {
 	for prefix, opt := range o {
-		mine := map[string]*torch.Tensor{}
-		for k, t := range saved {
-			if rest, ok := strings.CutPrefix(k, prefix+"."); ok {
-				mine[rest] = t
+		mine := saved
+		if prefix != "" {
+			mine = map[string]*torch.Tensor{}
+			for k, t := range saved {
+				if rest, ok := strings.CutPrefix(k, prefix+"."); ok {
+					mine[rest] = t
+				}
 			}
 		}
 		if err := opt.LoadState(mine); err != nil {
+			if prefix == "" {
+				return fmt.Errorf("restoring the optimizer: %w", err)
+			}
 			return fmt.Errorf("restoring optimizer %s: %w", prefix, err)
 		}
 	}
