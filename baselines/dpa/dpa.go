@@ -12,6 +12,7 @@ import (
 	"math"
 
 	"github.com/maddr-project/maddr/baselines"
+	"github.com/maddr-project/maddr/baselines/internal/backbone"
 	"github.com/maddr-project/maddr/nn"
 	"github.com/maddr-project/maddr/perceptual"
 	"github.com/maddr-project/maddr/torch"
@@ -147,69 +148,82 @@ const vggSeedSalt = 0x5667673139 // "Vgg19"
 
 // New builds DPA from o; o.Raw holds Settings (or a stored Config).
 func New(o baselines.Options) (baselines.Baseline, error) {
-	var set Settings
-	if len(o.Raw) > 0 {
-		if err := json.Unmarshal(o.Raw, &set); err != nil {
-			return nil, fmt.Errorf("dpa: settings: %w", err)
-		}
-	}
-	if o.FrozenFromModelFile && set.VGGRandomInit {
-		// Model files written before vgg_init and vgg_norm existed were
-		// trained with what was then the only random mode.
-		if set.VGGInit == "" {
-			set.VGGInit = string(perceptual.InitPyTorchDefault)
-		}
-		if set.VGGNorm == "" {
-			set.VGGNorm = string(perceptual.NormTrainMeanStd)
-		}
-	}
-	set, err := resolveVGG(set)
+	cfg, err := resolve(o)
 	if err != nil {
 		return nil, err
 	}
-	var stored struct {
-		Calibrated        bool `json:"vgg_stats_calibrated"`
-		CalibrationImages int  `json:"vgg_calibration_images"`
+	return newFromConfig(cfg, o.FrozenFromModelFile)
+}
+
+// resolve reads o into the Config to build: o.Raw over DPA's defaults
+// (unknown keys are an error), then the non-zero Options fields over that,
+// with the VGG settings checked and their defaults filled in.
+func resolve(o baselines.Options) (Config, error) {
+	cfg := Config{LatentDim: DefaultLatentDim, Iterations: DefaultIterations}
+	if err := backbone.ApplyOptions("dpa", o, &cfg, backbone.Fields{
+		ImageSize: &cfg.ImageSize, Latent: &cfg.LatentDim, Seed: &cfg.Seed, Iterations: &cfg.Iterations, ClipGradNorm: &cfg.ClipGradNorm,
+	}); err != nil {
+		return cfg, err
 	}
-	if o.FrozenFromModelFile && len(o.Raw) > 0 {
+	if o.FrozenFromModelFile && cfg.VGGRandomInit {
+		// Model files written before vgg_init and vgg_norm existed were
+		// trained with what was then the only random mode.
+		if cfg.VGGInit == "" {
+			cfg.VGGInit = string(perceptual.InitPyTorchDefault)
+		}
+		if cfg.VGGNorm == "" {
+			cfg.VGGNorm = string(perceptual.NormTrainMeanStd)
+		}
+	}
+	set, err := resolveVGG(cfg.Settings)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Settings = set
+	if !o.FrozenFromModelFile {
 		// The statistics come from the model file with the weights; its
-		// Config says how they were measured.
-		_ = json.Unmarshal(o.Raw, &stored)
+		// Config says how they were measured. Without them they are to be
+		// measured again.
+		cfg.Calibrated, cfg.CalibrationImages = false, 0
 	}
-	size := o.ImageSize
-	if size == 0 {
-		size = 64
-	}
+	size := cfg.ImageSize
 	if size < 8 || size&(size-1) != 0 {
-		return nil, fmt.Errorf("dpa: image size %d is not a power of two >= 8 (the residual network halves it down to 4x4)", size)
+		return cfg, fmt.Errorf("dpa: image size %d is not a power of two >= 8 (the residual network halves it down to 4x4)", size)
 	}
-	latent := o.LatentDim
-	if latent == 0 {
-		latent = DefaultLatentDim
+	if cfg.LatentDim < 1 {
+		return cfg, fmt.Errorf("dpa: latent dimension %d must be positive", cfg.LatentDim)
 	}
-	if latent < 1 {
-		return nil, fmt.Errorf("dpa: latent dimension %d must be positive", latent)
+	if cfg.Iterations <= 0 {
+		cfg.Iterations = DefaultIterations
 	}
-	iters := o.Iterations
-	if iters <= 0 {
-		iters = DefaultIterations
+	if cfg.LR == 0 {
+		cfg.LR = DefaultLR
 	}
-	lr := set.LR
-	if lr == 0 {
-		lr = DefaultLR
-	}
+	cfg.Model = "dpa"
+	// StepLR counts only non-mixup updates; its step keeps its share of
+	// the run when the run is shortened or lengthened.
+	cfg.LRStepSize = max(1, int(math.Round(DefaultLRStep*float64(cfg.Iterations)/DefaultIterations)))
+	cfg.LRGamma, cfg.L1Weight = LRGamma, L1Weight
+	return cfg, nil
+}
+
+// newFromConfig makes the networks, the perceptual loss and the optimizer of cfg;
+// fromModelFile says that the VGG weights will be copied in from a model
+// file.
+func newFromConfig(cfg Config, fromModelFile bool) (*DPA, error) {
+	set, size, latent := cfg.Settings, cfg.ImageSize, cfg.LatentDim
 	vgg, err := perceptual.NewVGG(perceptual.Options{
 		Weights:       set.VGGWeights,
 		RandomInit:    set.VGGRandomInit,
 		Init:          perceptual.InitScheme(set.VGGInit),
-		Seed:          o.Seed ^ vggSeedSalt,
+		Seed:          cfg.Seed ^ vggSeedSalt,
 		WidthDivisor:  set.VGGWidthDivisor,
-		FromModelFile: o.FrozenFromModelFile,
+		FromModelFile: fromModelFile,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dpa: %w", err)
 	}
-	store, err := nn.NewStore(o.Seed)
+	store, err := nn.NewStore(cfg.Seed)
 	if err != nil {
 		vgg.Free()
 		return nil, err
@@ -227,21 +241,12 @@ func New(o baselines.Options) (baselines.Baseline, error) {
 		return nil, fmt.Errorf("dpa: %w", err)
 	}
 	d.rp.Norm = perceptual.Normalisation(set.VGGNorm)
-	d.rp.Calibrated, d.rp.CalibrationImages = stored.Calibrated, stored.CalibrationImages
-	d.cfg = Config{
-		Model: "dpa", ImageSize: size, LatentDim: latent, Seed: o.Seed, Settings: set,
-		Iterations:   iters,
-		ClipGradNorm: o.ClipGradNorm,
-		// StepLR counts only non-mixup updates; its step keeps its share of
-		// the run when the run is shortened or lengthened.
-		LRStepSize: max(1, int(math.Round(DefaultLRStep*float64(iters)/DefaultIterations))),
-		LRGamma:    LRGamma,
-		L1Weight:   L1Weight,
-		VGGRandom:  vgg.Random || (o.FrozenFromModelFile && set.VGGRandomInit),
-		VGGSource:  vgg.Source,
-		NumParams:  store.NumParams(),
-	}
-	d.cfg.LR = lr
+	d.rp.Calibrated, d.rp.CalibrationImages = cfg.Calibrated, cfg.CalibrationImages
+	d.cfg = cfg
+	d.cfg.VGGRandom = vgg.Random || (fromModelFile && set.VGGRandomInit)
+	d.cfg.VGGSource = vgg.Source
+	d.cfg.NumParams = store.NumParams()
+	d.cfg.Notes = nil
 	if set.TargetCacheMiB >= 0 {
 		mib := set.TargetCacheMiB
 		if mib == 0 {
@@ -362,25 +367,15 @@ func (d *DPA) TrainStep(s *torch.Scope, step baselines.Step) (baselines.Losses, 
 	l1 := recon.Sub(x).Abs().Mean()
 	total := rp.Add(l1.MulScalar(L1Weight))
 	losses := baselines.Losses{}
-	if step.Hook != nil {
-		extra, logs, err := step.Hook(z)
-		if err != nil {
-			return nil, fmt.Errorf("dpa: latent hook: %w", err)
-		}
-		total = total.Add(extra)
-		for k, v := range logs {
-			losses[k] = v
-		}
+	total, err := backbone.AddHook(step.Hook, z, total, losses)
+	if err != nil {
+		return nil, fmt.Errorf("dpa: %w", err)
 	}
 	if err := total.Err(); err != nil {
 		return nil, fmt.Errorf("dpa: iteration %d: %w", step.Iter, err)
 	}
-	for name, t := range map[string]*torch.Tensor{"rp": rp, "l1": l1, "total": total} {
-		v, err := t.Item()
-		if err != nil {
-			return nil, fmt.Errorf("dpa: iteration %d: %w", step.Iter, err)
-		}
-		losses[name] = v
+	if err := backbone.Record(losses, map[string]*torch.Tensor{"rp": rp, "l1": l1, "total": total}); err != nil {
+		return nil, fmt.Errorf("dpa: iteration %d: %w", step.Iter, err)
 	}
 	if math.IsNaN(losses["total"]) || math.IsInf(losses["total"], 0) {
 		return losses, fmt.Errorf("dpa: iteration %d: loss is %v (rp %v, l1 %v)", step.Iter, losses["total"], losses["rp"], losses["l1"])
@@ -415,14 +410,9 @@ func (d *DPA) Reconstruct(x *torch.Tensor) *torch.Tensor {
 	if err := d.checkImages(x); err != nil {
 		return torch.Failed(err)
 	}
-	var out *torch.Tensor
-	if err := torch.NoGrad(func() error {
-		out = d.dec.forward(d.enc.forward(x))
-		return out.Err()
-	}); err != nil {
-		return torch.Failed(err)
-	}
-	return out
+	return backbone.Eval(x, func(_ *torch.Scope, x *torch.Tensor) *torch.Tensor {
+		return d.dec.forward(d.enc.forward(x))
+	})
 }
 
 // Score is the per-image RP(x, x_hat) + 0.1 mean|x - x_hat| (B), the
@@ -461,7 +451,11 @@ func (d *DPA) AnomalyMap(x *torch.Tensor) *torch.Tensor {
 }
 
 // OptimizerState implements baselines.Baseline.
-func (d *DPA) OptimizerState() map[string]*torch.Tensor { return d.opt.State() }
+func (d *DPA) OptimizerState() map[string]*torch.Tensor { return d.optimizers().State() }
+
+// optimizers names DPA's single Adam with the empty prefix, so that its
+// checkpoint entries keep the unprefixed names they have always had.
+func (d *DPA) optimizers() backbone.Optimizers { return backbone.Optimizers{"": d.opt} }
 
 type trainingState struct {
 	Steps   int `json:"steps"`
@@ -476,13 +470,8 @@ func (d *DPA) TrainingState() (json.RawMessage, error) {
 // Restore loads Adam's state and the schedule position of a checkpoint.
 func (d *DPA) Restore(optimizer map[string]*torch.Tensor, state json.RawMessage) error {
 	var ts trainingState
-	if len(state) > 0 {
-		if err := json.Unmarshal(state, &ts); err != nil {
-			return fmt.Errorf("dpa: training state: %w", err)
-		}
-	}
-	if err := d.opt.LoadState(optimizer); err != nil {
-		return fmt.Errorf("dpa: %w", err)
+	if err := backbone.Restore("dpa", d.optimizers(), optimizer, state, &ts); err != nil {
+		return err
 	}
 	d.steps = ts.Steps
 	d.sched.SetCount(ts.LRSteps)
