@@ -1,7 +1,8 @@
 // Package backbone builds the convolutional trunk that the MedIAnomaly
 // benchmark shares between its AE, MemAE and GANomaly (METHODS 3.1), and holds
-// the plumbing those three baselines have in common: option decoding,
-// evaluation without gradients, and checkpointing of their optimizers.
+// the plumbing every baseline has in common: option decoding (an unknown key
+// is an error), evaluation without gradients, the latent hook, loss
+// recording, and checkpointing of their optimizers.
 //
 // The trunk halves the image with 4x4 stride-2 convolutions until it is 4x4
 // and mirrors that with transposed convolutions. At 64x64 this is exactly
