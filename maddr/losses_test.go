@@ -4,6 +4,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/maddr-project/maddr/internal/parity"
 	"github.com/maddr-project/maddr/safetensors"
 	"github.com/maddr-project/maddr/torch"
 )
@@ -28,24 +29,7 @@ func tensorOf(s *torch.Scope, st safetensors.Tensor) *torch.Tensor {
 
 func assertClose(t testing.TB, name string, got *torch.Tensor, want safetensors.Tensor, tol float64) {
 	t.Helper()
-	g, err := got.Float32s()
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	if len(g) != len(want.F32) {
-		t.Fatalf("%s: %d values, want %d", name, len(g), len(want.F32))
-	}
-	scale, worst := 0.0, 0.0
-	for i := range g {
-		scale = math.Max(scale, math.Abs(float64(want.F32[i])))
-		worst = math.Max(worst, math.Abs(float64(g[i]-want.F32[i])))
-	}
-	// Written so that NaN or Inf anywhere fails: every comparison with NaN is false.
-	if !(worst <= tol*math.Max(scale, 1e-12)) {
-		t.Errorf("NOT OK %s: max diff %.3g relative to %.3g", name, worst, scale)
-	} else {
-		t.Logf("OK %s (max diff %.2g)", name, worst)
-	}
+	parity.Tensor(t, name, got, parity.Values(want), tol)
 }
 
 func TestFocalLossMatchesReference(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/maddr-project/maddr/internal/parity"
 	"github.com/maddr-project/maddr/safetensors"
 	"github.com/maddr-project/maddr/torch"
 )
@@ -13,7 +14,7 @@ import (
 // same kernels); regenerate it with `make reference`.
 const parityFixture = "testdata/parity_small_net.safetensors"
 
-const parityTol = 1e-4
+const parityTol = parity.Tol
 
 // smallNet mirrors SmallNet in nn_parity.py layer for layer.
 type smallNet struct {
@@ -52,43 +53,11 @@ func parityLoss(y, x *torch.Tensor) *torch.Tensor {
 	return d.Abs().Mean().Add(d.Square().Mean().MulScalar(0.5))
 }
 
-// compare checks got against the fixture entry name with a relative tolerance
-// on the largest element, printing OK / NOT OK per tensor as llm.c does.
+// compare checks got against the fixture entry name, logging OK / NOT OK
+// per tensor as llm.c does.
 func compare(t *testing.T, f safetensors.File, name string, got *torch.Tensor) {
 	t.Helper()
-	want, ok := f.Tensors[name]
-	if !ok {
-		t.Fatalf("fixture has no %s", name)
-	}
-	g, err := got.Float32s()
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	var w []float64
-	if want.I64 != nil {
-		for _, v := range want.I64 {
-			w = append(w, float64(v))
-		}
-	} else {
-		for _, v := range want.F32 {
-			w = append(w, float64(v))
-		}
-	}
-	if len(g) != len(w) {
-		t.Errorf("NOT OK %s: %d values, want %d", name, len(g), len(w))
-		return
-	}
-	scale, worst := 0.0, 0.0
-	for i := range w {
-		scale = math.Max(scale, math.Abs(w[i]))
-		worst = math.Max(worst, math.Abs(float64(g[i])-w[i]))
-	}
-	rel := worst / math.Max(scale, 1e-12)
-	if !(rel <= parityTol) {
-		t.Errorf("NOT OK %s: max abs diff %.3g, relative %.3g > %g", name, worst, rel, parityTol)
-		return
-	}
-	t.Logf("OK %s (relative diff %.2g)", name, rel)
+	parity.Tensor(t, name, got, parity.Entry(t, f, name), parityTol)
 }
 
 func loadParityNet(t *testing.T) (safetensors.File, *Store, *smallNet) {

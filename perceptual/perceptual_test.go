@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/maddr-project/maddr/internal/parity"
 	"github.com/maddr-project/maddr/nn"
 	"github.com/maddr-project/maddr/safetensors"
 	"github.com/maddr-project/maddr/torch"
@@ -18,7 +19,7 @@ import (
 const (
 	fakeVGG    = "testdata/vgg19_div16.pth"
 	rpFixture  = "testdata/rp_parity.safetensors"
-	parityTol  = 1e-4
+	parityTol  = parity.Tol
 	fakeDivide = 16
 )
 
@@ -32,29 +33,10 @@ func smallVGG(t *testing.T) *VGG {
 	return v
 }
 
-// compare checks got against want with a tolerance relative to want's largest
-// element, logging OK / NOT OK per tensor.
+// compare checks got against want, logging OK / NOT OK per tensor.
 func compare(t *testing.T, name string, got *torch.Tensor, want []float32) {
 	t.Helper()
-	g, err := got.Float32s()
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	if len(g) != len(want) {
-		t.Errorf("NOT OK %s: %d values, want %d", name, len(g), len(want))
-		return
-	}
-	scale, worst := 0.0, 0.0
-	for i := range want {
-		scale = math.Max(scale, math.Abs(float64(want[i])))
-		worst = math.Max(worst, math.Abs(float64(g[i])-float64(want[i])))
-	}
-	rel := worst / math.Max(scale, 1e-12)
-	if !(rel <= parityTol) {
-		t.Errorf("NOT OK %s: max abs diff %.3g, relative %.3g > %g", name, worst, rel, parityTol)
-		return
-	}
-	t.Logf("OK %s (relative diff %.2g)", name, rel)
+	parity.Tensor(t, name, got, parity.Float64s(want), parityTol)
 }
 
 func TestReadTorchFilesBothFormats(t *testing.T) {

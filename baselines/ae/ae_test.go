@@ -8,6 +8,7 @@ import (
 
 	"github.com/maddr-project/maddr/baselines"
 	"github.com/maddr-project/maddr/baselines/internal/backbone/fixture"
+	"github.com/maddr-project/maddr/internal/parity"
 	"github.com/maddr-project/maddr/torch"
 )
 
@@ -163,20 +164,12 @@ func TestHookLossReachesTheEncoder(t *testing.T) {
 	}
 	without := gradOf(t, zero, "enc.fc2.weight")
 	with := gradOf(t, testHook, "enc.fc2.weight")
-	if maxDiff(with, without) < 1e-6 {
+	if parity.MaxAbsDiff(with, without) < 1e-6 {
 		t.Fatal("the hook's loss did not change the gradient of the layer producing z")
 	}
-	if d := maxDiff(gradOf(t, zero, "dec.up2.conv.weight"), gradOf(t, testHook, "dec.up2.conv.weight")); !(d <= 1e-6) {
+	if d := parity.MaxAbsDiff(gradOf(t, zero, "dec.up2.conv.weight"), gradOf(t, testHook, "dec.up2.conv.weight")); !(d <= 1e-6) {
 		t.Fatalf("the hook changed the decoder's gradient by %g", d)
 	}
-}
-
-func maxDiff(a, b []float32) float64 {
-	d := 0.0
-	for i := range a {
-		d = math.Max(d, math.Abs(float64(a[i]-b[i])))
-	}
-	return d
 }
 
 func TestStateRoundTripAndOptions(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/maddr-project/maddr/baselines"
+	"github.com/maddr-project/maddr/internal/parity"
 	"github.com/maddr-project/maddr/maddr"
 	"github.com/maddr-project/maddr/perceptual"
 	"github.com/maddr-project/maddr/torch"
@@ -188,8 +189,8 @@ func TestTargetCacheRespectsItsBound(t *testing.T) {
 			for _, pair := range [][2]*torch.Tensor{{r32, w32}, {r42, w42}} {
 				got, _ := pair[0].Float32s()
 				want, _ := pair[1].Float32s()
-				if len(got) != len(want) || relDiff(got, want) > 1e-6 {
-					t.Fatalf("pass %d: cached features differ from VGG.Features (relative %g)", pass, relDiff(got, want))
+				if !parity.Check(t, fmt.Sprintf("pass %d: cached features against VGG.Features", pass), parity.Float64s(got), parity.Float64s(want), 1e-6) {
+					t.FailNow()
 				}
 			}
 		}

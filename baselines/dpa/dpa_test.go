@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/maddr-project/maddr/baselines"
+	"github.com/maddr-project/maddr/internal/parity"
 	"github.com/maddr-project/maddr/nn"
 	"github.com/maddr-project/maddr/perceptual"
 	"github.com/maddr-project/maddr/safetensors"
@@ -19,7 +20,7 @@ import (
 const (
 	parityFixture = "testdata/dpa_parity.safetensors"
 	fakeVGG       = "../../perceptual/testdata/vgg19_div16.pth"
-	parityTol     = 1e-4
+	parityTol     = parity.Tol
 )
 
 func build(t *testing.T, size int, raw string) *DPA {
@@ -75,18 +76,6 @@ func fillFixed(t *testing.T, d *DPA) {
 	}
 }
 
-func relDiff(got, want []float32) float64 {
-	if len(got) != len(want) {
-		return math.Inf(1)
-	}
-	scale, worst := 0.0, 0.0
-	for i := range want {
-		scale = math.Max(scale, math.Abs(float64(want[i])))
-		worst = math.Max(worst, math.Abs(float64(got[i])-float64(want[i])))
-	}
-	return worst / math.Max(scale, 1e-12)
-}
-
 // compare checks a tensor against the fixture: whole, or (for large tensors)
 // its strided subsample and L2 norm, as dpa_parity.py stored it.
 func compare(t *testing.T, f safetensors.File, prefix, name string, got *torch.Tensor) {
@@ -102,12 +91,8 @@ func compareTol(t *testing.T, f safetensors.File, prefix, name string, got *torc
 		t.Fatalf("%s %s: %v", prefix, name, err)
 	}
 	check := func(label string, got, want []float32) {
-		rel := relDiff(got, want)
-		if !(rel <= tol) {
-			t.Errorf("NOT OK %s: relative diff %.3g > %g", label, rel, tol)
-			return
-		}
-		t.Logf("OK %s (relative diff %.2g)", label, rel)
+		t.Helper()
+		parity.Check(t, label, parity.Float64s(got), parity.Float64s(want), tol)
 	}
 	whole := name
 	if prefix != "" {
@@ -166,12 +151,7 @@ func TestParityWithPyTorch(t *testing.T) {
 	compare(t, f, "", "recon", recon)
 	rp, l1 := f.Tensors["rp"].F32, f.Tensors["l1"].F32
 	wantScore := []float32{rp[0] + 0.1*l1[0], rp[1] + 0.1*l1[1]}
-	sc, _ := score.Float32s()
-	if rel := relDiff(sc, wantScore); !(rel <= parityTol) {
-		t.Errorf("NOT OK score %v, want %v", sc, wantScore)
-	} else {
-		t.Logf("OK score (relative diff %.2g)", rel)
-	}
+	parity.Tensor(t, "score", score, parity.Float64s(wantScore), parityTol)
 
 	hook := func(z *torch.Tensor) (*torch.Tensor, map[string]float64, error) {
 		h := z.Square().Mean().MulScalar(0.01)
@@ -188,11 +168,7 @@ func TestParityWithPyTorch(t *testing.T) {
 		"hook":  float64(f.Tensors["hook"].F32[0]),
 		"total": float64(f.Tensors["total"].F32[0]),
 	} {
-		if got := losses[name]; !(math.Abs(got-want) <= parityTol*math.Abs(want)) {
-			t.Errorf("NOT OK loss %s = %v, want %v", name, got, want)
-		} else {
-			t.Logf("OK loss %s", name)
-		}
+		parity.Value(t, "loss "+name, losses[name], want, parityTol)
 	}
 	for _, p := range d.params {
 		compare(t, f, "grad", p.Name, s.Adopt(p.T.Grad()))

@@ -4,6 +4,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/maddr-project/maddr/internal/parity"
 	"github.com/maddr-project/maddr/maddr"
 	"github.com/maddr-project/maddr/safetensors"
 	"github.com/maddr-project/maddr/torch"
@@ -47,12 +48,7 @@ func TestMADDRObjectiveMatchesPyTorch(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"rp", "l1", "focal_modality", "focal_organ", "center", "total"} {
-		want := float64(f.Tensors["loss."+name].F32[0])
-		if rel := math.Abs(losses[name]-want) / math.Max(math.Abs(want), 1e-12); !(rel <= parityTol) {
-			t.Errorf("NOT OK loss %s: %v, want %v", name, losses[name], want)
-		} else {
-			t.Logf("OK loss %s (relative diff %.2g)", name, rel)
-		}
+		parity.Value(t, "loss "+name, losses[name], float64(f.Tensors["loss."+name].F32[0]), parityTol)
 	}
 	n := 0
 	for _, p := range d.params {

@@ -2,11 +2,11 @@ package fanogan
 
 import (
 	"encoding/json"
-	"github.com/maddr-project/maddr/baselines/internal/backbone/fixture"
 	"strings"
 	"testing"
 
 	"github.com/maddr-project/maddr/baselines"
+	"github.com/maddr-project/maddr/baselines/internal/backbone/fixture"
 	"github.com/maddr-project/maddr/torch"
 )
 
@@ -29,29 +29,7 @@ func parityModel(t *testing.T) (fixture.File, *Model) {
 	if m.cfg.WGANIters != 1 {
 		t.Fatalf("stage 1 has %d iterations, want 1", m.cfg.WGANIters)
 	}
-	seen := map[string]bool{}
-	for _, p := range m.Store().All() {
-		st, ok := f.Tensors["init."+p.Name]
-		if !ok {
-			t.Fatalf("fixture lacks init.%s", p.Name)
-		}
-		seen["init."+p.Name] = true
-		var src *torch.Tensor
-		if st.I64 != nil {
-			src = torch.FromInt64(st.I64, st.Shape...)
-		} else {
-			src = torch.FromFloat32(st.F32, st.Shape...)
-		}
-		if err := p.T.CopyFrom(src); err != nil {
-			t.Fatalf("%s: %v", p.Name, err)
-		}
-		src.Free()
-	}
-	for name := range f.Tensors {
-		if strings.HasPrefix(name, "init.") && !seen[name] {
-			t.Errorf("fixture has %s, which the Go networks lack", name)
-		}
-	}
+	f.LoadStore(t, m.Store(), "init.")
 	return f, m
 }
 

@@ -2,12 +2,12 @@ package ganomaly
 
 import (
 	"encoding/json"
-	"math"
 	"strings"
 	"testing"
 
 	"github.com/maddr-project/maddr/baselines"
 	"github.com/maddr-project/maddr/baselines/internal/backbone/fixture"
+	"github.com/maddr-project/maddr/internal/parity"
 	"github.com/maddr-project/maddr/torch"
 )
 
@@ -180,20 +180,12 @@ func TestHookLossReachesE1Only(t *testing.T) {
 		return out
 	}
 	a, b := grads(zero), grads(testHook)
-	if maxDiff(a["g.enc1.final.conv.weight"], b["g.enc1.final.conv.weight"]) < 1e-6 {
+	if parity.MaxAbsDiff(a["g.enc1.final.conv.weight"], b["g.enc1.final.conv.weight"]) < 1e-6 {
 		t.Error("the hook's loss did not change the gradient of E1's last conv")
 	}
-	if d := maxDiff(a["g.enc2.final.conv.weight"], b["g.enc2.final.conv.weight"]); !(d <= 1e-6) {
+	if d := parity.MaxAbsDiff(a["g.enc2.final.conv.weight"], b["g.enc2.final.conv.weight"]); !(d <= 1e-6) {
 		t.Errorf("the hook changed E2's gradient by %g", d)
 	}
-}
-
-func maxDiff(a, b []float32) float64 {
-	d := 0.0
-	for i := range a {
-		d = math.Max(d, math.Abs(float64(a[i]-b[i])))
-	}
-	return d
 }
 
 func TestDiscriminatorReinitialisesWhenItWins(t *testing.T) {
@@ -217,7 +209,7 @@ func TestDiscriminatorReinitialisesWhenItWins(t *testing.T) {
 		t.Fatalf("no re-init reported: %v", losses)
 	}
 	// An Adam step moves each weight by at most ~lr; a redraw moves it by ~0.02.
-	if maxDiff(before, after) < 10*m.cfg.LR {
+	if parity.MaxAbsDiff(before, after) < 10*m.cfg.LR {
 		t.Error("D's weights were not redrawn")
 	}
 	st, _ := m.TrainingState()
