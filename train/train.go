@@ -162,14 +162,11 @@ func configHash(c Config) string {
 
 // Run trains according to cfg and writes everything to dir.
 func Run(ctx context.Context, cfg Config, dir string, o Options) (*Result, error) {
-	logf := o.Logf
-	if logf == nil {
-		logf = func(string, ...any) {}
+	r := &run{cfg: cfg, dir: dir, o: o, logf: o.Logf, ckPath: filepath.Join(dir, CheckpointFile)}
+	if r.logf == nil {
+		r.logf = func(string, ...any) {}
 	}
-	if cfg.BatchSize < 2 {
-		return nil, fmt.Errorf("batch size %d: MADDR's center loss needs at least 2 images per batch", cfg.BatchSize)
-	}
-	if err := cfg.Preprocess.Validate(); err != nil {
+	if err := checkRunConfig(cfg); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -181,221 +178,348 @@ func Run(ctx context.Context, cfg Config, dir string, o Options) (*Result, error
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 
-	all := o.Samples
-	if all == nil {
-		var err error
-		all, err = dataset.Open(cfg.Sources, dataset.Options{SkipBad: cfg.SkipBad, Logf: logf})
-		if err != nil {
+	if err := r.openData(ctx); err != nil {
+		return nil, err
+	}
+	defer r.ld.Close()
+	if err := r.buildModel(); err != nil {
+		return nil, err
+	}
+	if err := r.writeConfig(); err != nil {
+		return nil, err
+	}
+	if err := r.resumeOrCalibrate(); err != nil {
+		return nil, err
+	}
+	for _, n := range r.fw.Notes() {
+		r.logf("note: %s", n)
+	}
+	logFile, err := r.openLog()
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close()
+	r.startProgress()
+	r.curve, err = startCurve(ctx, r.cfg, r.all, r.base, filepath.Join(dir, LogFile), r.start, o, r.bar, r.logf)
+	if err != nil {
+		return nil, err
+	}
+	defer r.curve.close()
+	if r.start == 0 {
+		if err := logUntrained(ctx, r.curve, r.log); err != nil {
 			return nil, err
 		}
 	}
-	vocabs, err := dataset.BuildVocabs(all, dataset.Vocabs{})
+	last, t0, err := r.train(ctx)
 	if err != nil {
 		return nil, err
 	}
-	trainSet := selectTrain(all, cfg.Groups)
-	if len(trainSet) == 0 {
-		return nil, fmt.Errorf("no normal training images in %s (groups %v)", describeSources(cfg.Sources), cfg.Groups)
+	if r.bar != nil {
+		r.bar.Finish()
 	}
-	ld, err := loader.New(ctx, trainSet, loader.Config{
+	return r.finish(last, t0)
+}
+
+// run is one training run in progress: what Run sets up, and the training
+// loop and the final save share.
+type run struct {
+	cfg    Config
+	dir    string
+	o      Options
+	logf   func(string, ...any)
+	ckPath string
+
+	all    []dataset.Sample
+	vocabs dataset.Vocabs
+	ld     *loader.Loader
+	base   baselines.Baseline
+	fw     *maddr.Framework
+
+	// start is the iteration the run resumes after (0: a fresh run);
+	// elapsedBefore the seconds spent before it.
+	start         int
+	elapsedBefore float64
+
+	log   *json.Encoder
+	bar   *progress.Bar
+	curve *curveRecorder
+}
+
+// checkRunConfig rejects settings that cannot train before anything is
+// read or written.
+func checkRunConfig(cfg Config) error {
+	if cfg.BatchSize < 2 {
+		return fmt.Errorf("batch size %d: MADDR's center loss needs at least 2 images per batch", cfg.BatchSize)
+	}
+	return cfg.Preprocess.Validate()
+}
+
+// openData reads the samples (unless Options supplied them), builds the
+// vocabularies and opens the loader over the normal training images.
+func (r *run) openData(ctx context.Context) error {
+	cfg := r.cfg
+	r.all = r.o.Samples
+	if r.all == nil {
+		var err error
+		r.all, err = dataset.Open(cfg.Sources, dataset.Options{SkipBad: cfg.SkipBad, Logf: r.logf})
+		if err != nil {
+			return err
+		}
+	}
+	var err error
+	r.vocabs, err = dataset.BuildVocabs(r.all, dataset.Vocabs{})
+	if err != nil {
+		return err
+	}
+	trainSet := selectTrain(r.all, cfg.Groups)
+	if len(trainSet) == 0 {
+		return fmt.Errorf("no normal training images in %s (groups %v)", describeSources(cfg.Sources), cfg.Groups)
+	}
+	r.ld, err = loader.New(ctx, trainSet, loader.Config{
 		Size: cfg.Preprocess.Size, Transform: loader.Preprocess(cfg.Preprocess), Augment: loader.Augmentation(cfg.Augment),
 		BatchSize: cfg.BatchSize, Workers: cfg.Workers, CacheBytes: cfg.CacheBytes, Seed: cfg.Seed,
-		DropLast: true, Vocabs: vocabs, SkipBad: cfg.SkipBad, Logf: logf,
+		DropLast: true, Vocabs: r.vocabs, SkipBad: cfg.SkipBad, Logf: r.logf,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer ld.Close()
-	if ld.BatchesPerEpoch() == 0 {
-		return nil, fmt.Errorf("the training set has %d images, fewer than one batch of %d", ld.Len(), cfg.BatchSize)
+	if r.ld.BatchesPerEpoch() == 0 {
+		r.ld.Close()
+		return fmt.Errorf("the training set has %d images, fewer than one batch of %d", r.ld.Len(), cfg.BatchSize)
 	}
+	return nil
+}
 
+// buildModel builds the baseline wrapped by MADDR and fills in the
+// baseline's default schedule length when cfg leaves it open.
+func (r *run) buildModel() error {
+	cfg := &r.cfg
 	base, err := baselines.New(cfg.Model, baselines.Options{
 		ImageSize: cfg.Preprocess.Size, LatentDim: cfg.LatentDim, Seed: cfg.Seed, Iterations: cfg.Iterations, Raw: cfg.ModelOptions,
 		ClipGradNorm: cfg.ClipGradNorm,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if cfg.Iterations <= 0 {
 		cfg.Iterations = base.DefaultIterations()
 	}
-	classes := maddr.Classes{Organs: vocabs.Organ, Modalities: vocabs.Modality}
+	classes := maddr.Classes{Organs: r.vocabs.Organ, Modalities: r.vocabs.Modality}
 	fw, err := maddr.New(base, cfg.MADDR, classes, cfg.Seed)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if w := fw.MixupWarning(cfg.Iterations); w != "" {
-		logf("warning: %s", w)
+		r.logf("warning: %s", w)
 	}
-	cfgJSON, _ := json.MarshalIndent(cfg, "", "  ")
-	if err := safetensors.WriteAtomic(filepath.Join(dir, ConfigFile), func(w io.Writer) error {
+	r.base, r.fw = base, fw
+	return nil
+}
+
+// writeConfig records the run's configuration in the run directory.
+func (r *run) writeConfig() error {
+	cfgJSON, _ := json.MarshalIndent(r.cfg, "", "  ")
+	return safetensors.WriteAtomic(filepath.Join(r.dir, ConfigFile), func(w io.Writer) error {
 		_, err := w.Write(append(cfgJSON, '\n'))
 		return err
-	}); err != nil {
-		return nil, err
-	}
+	})
+}
 
-	start, elapsedBefore := 0, 0.0
-	ckPath := filepath.Join(dir, CheckpointFile)
-	if o.Resume {
-		st, found, err := resume(ckPath, cfg, fw)
+// resumeOrCalibrate continues from the checkpoint when Options.Resume asks
+// for it (and one exists), refuses to overwrite a checkpoint otherwise, and
+// lets a fresh run's baseline look at its training images first.
+func (r *run) resumeOrCalibrate() error {
+	if r.o.Resume {
+		st, found, err := resume(r.ckPath, r.cfg, r.fw)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if found {
-			start, elapsedBefore = st.Iter, st.Elapsed
-			logf("resuming %s at iteration %d of %d", ckPath, start, cfg.Iterations)
+			r.start, r.elapsedBefore = st.Iter, st.Elapsed
+			r.logf("resuming %s at iteration %d of %d", r.ckPath, r.start, r.cfg.Iterations)
 		}
-	} else if _, err := os.Stat(ckPath); err == nil {
-		return nil, fmt.Errorf("%s already holds a checkpoint: pass --resume to continue it, or choose another output directory", dir)
+	} else if _, err := os.Stat(r.ckPath); err == nil {
+		return fmt.Errorf("%s already holds a checkpoint: pass --resume to continue it, or choose another output directory", r.dir)
 	}
-	if start == 0 {
-		if cal, ok := base.(baselines.Calibrator); ok {
-			if err := calibrate(cal, ld, cfg.Preprocess.Size, cfg.Seed); err != nil {
-				return nil, err
-			}
+	if r.start == 0 {
+		if cal, ok := r.base.(baselines.Calibrator); ok {
+			return calibrate(cal, r.ld, r.cfg.Preprocess.Size, r.cfg.Seed)
 		}
 	}
+	return nil
+}
 
-	for _, n := range fw.Notes() {
-		logf("note: %s", n)
-	}
-
+// openLog opens the JSONL log: new for a fresh run, appended to (without
+// the lines after the checkpoint) for a resumed one. The caller closes it.
+func (r *run) openLog() (*os.File, error) {
 	logMode := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
-	if start > 0 {
+	if r.start > 0 {
 		logMode = os.O_CREATE | os.O_WRONLY | os.O_APPEND
 		// Iterations after the checkpoint were lost with the crash and run again: drop their old lines.
-		if err := truncateLog(filepath.Join(dir, LogFile), start); err != nil {
+		if err := truncateLog(filepath.Join(r.dir, LogFile), r.start); err != nil {
 			return nil, err
 		}
 	}
-	removeStaleTemps(dir)
-	logFile, err := os.OpenFile(filepath.Join(dir, LogFile), logMode, 0o644)
+	removeStaleTemps(r.dir)
+	logFile, err := os.OpenFile(filepath.Join(r.dir, LogFile), logMode, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	defer logFile.Close()
-	enc := json.NewEncoder(logFile)
+	r.log = json.NewEncoder(logFile)
+	return logFile, nil
+}
 
-	var bar *progress.Bar
-	if o.Progress != nil {
-		bar = progress.New(o.Progress, cfg.Iterations, progress.Options{Label: runLabel(cfg, o), Unit: "img"})
-		if start > 0 {
-			bar.Add(start, 0)
-		}
+// startProgress shows the progress bar when Options ask for one, already
+// advanced past the iterations a resumed run has done.
+func (r *run) startProgress() {
+	if r.o.Progress == nil {
+		return
 	}
-	every := cfg.CheckpointEvery
+	r.bar = progress.New(r.o.Progress, r.cfg.Iterations, progress.Options{Label: runLabel(r.cfg, r.o), Unit: "img"})
+	if r.start > 0 {
+		r.bar.Add(r.start, 0)
+	}
+}
+
+// train runs the iterations after r.start: one MADDR step each, logged,
+// validated and checkpointed as configured. It returns the last step's
+// losses and when the steps began.
+func (r *run) train(ctx context.Context) (baselines.Losses, time.Time, error) {
+	next, stop, err := r.batchesFrom(ctx, r.start)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	defer stop()
+	every := r.cfg.CheckpointEvery
 	if every <= 0 {
 		every = 1000
 	}
-
-	curve, err := startCurve(ctx, cfg, all, base, filepath.Join(dir, LogFile), start, o, bar, logf)
-	if err != nil {
-		return nil, err
-	}
-	defer curve.close()
-	if start == 0 {
-		if err := logUntrained(ctx, curve, enc); err != nil {
-			return nil, err
-		}
-	}
-
-	bpe := ld.BatchesPerEpoch()
-	next, stop := iter.Pull2(ld.Train(ctx, start/bpe))
-	defer stop()
-	for skip := start % bpe; skip > 0; skip-- {
-		if _, err, ok := next(); !ok || err != nil {
-			return nil, fmt.Errorf("resuming: repositioning the data: %v", err)
-		}
-	}
-
 	t0 := time.Now()
-	side := int64(cfg.Preprocess.Size)
-	// Without augmentation a sample's input is the same every epoch, so the
-	// baseline may reuse what it computed from it (DPA's target features).
-	stableInputs := !cfg.Augment.Enabled()
 	var last baselines.Losses
-	for it := start + 1; it <= cfg.Iterations; it++ {
+	for it := r.start + 1; it <= r.cfg.Iterations; it++ {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, t0, err
 		}
 		batch, err, ok := next()
 		if !ok {
-			return nil, errors.New("the data loader stopped early")
+			return nil, t0, errors.New("the data loader stopped early")
 		}
 		if err != nil {
-			return nil, err
+			return nil, t0, err
 		}
-		err = torch.Run(func(s *torch.Scope) error {
-			x := s.Adopt(torch.FromFloat32(batch.X, int64(batch.Len()), 1, side, side))
-			b := maddr.Batch{X: x, Organ: batch.Organ, Modality: batch.Modality}
-			if stableInputs {
-				b.Samples = batch.Index
-			}
-			l, err := fw.Step(s, it, b)
-			last = l
-			return err
-		})
+		if last, err = r.step(it, batch); err != nil {
+			return nil, t0, err
+		}
+		elapsed, err := r.logStep(ctx, it, batch.Epoch, last, t0)
 		if err != nil {
-			return nil, fmt.Errorf("iteration %d: %w", it, err)
+			return nil, t0, err
 		}
-		if bad := nonFinite(last); bad != "" {
-			return nil, fmt.Errorf("iteration %d: loss term %q is %v; stopping. The last good checkpoint (if any) is %s",
-				it, bad, last[bad], ckPath)
-		}
-		val, err := curve.at(ctx, it)
-		if err != nil {
-			return nil, err
-		}
-		elapsed := time.Since(t0).Seconds()
-		rate := float64((it-start)*cfg.BatchSize) / math.Max(elapsed-curve.inLoop, 1e-9)
-		var ms runtime.MemStats
-		if it%100 == 0 {
-			runtime.ReadMemStats(&ms)
-		}
-		if err := enc.Encode(LogEntry{Iter: it, Epoch: batch.Epoch, Losses: last, Mixup: fw.MixupActive(it),
-			ImagesPS: rate, ElapsedS: elapsedBefore + elapsed, LiveHeapM: float64(ms.HeapAlloc) / (1 << 20), Validation: val}); err != nil {
-			return nil, err
-		}
-		if bar != nil {
-			bar.Step(cfg.BatchSize, progressValues(last)...)
-		}
-		if it%every == 0 && it < cfg.Iterations {
-			if err := saveCheckpoint(ckPath, cfg, fw, it, elapsedBefore+elapsed); err != nil {
-				return nil, err
+		if it%every == 0 && it < r.cfg.Iterations {
+			if err := saveCheckpoint(r.ckPath, r.cfg, r.fw, it, r.elapsedBefore+elapsed); err != nil {
+				return nil, t0, err
 			}
 		}
-		if o.AfterStep != nil {
-			o.AfterStep(it, last)
+		if r.o.AfterStep != nil {
+			r.o.AfterStep(it, last)
 		}
 	}
-	if bar != nil {
-		bar.Finish()
+	return last, t0, nil
+}
+
+// batchesFrom pulls the loader's batches from the one iteration start+1
+// trains on: the epochs before are skipped whole, the batches of the
+// current epoch one by one.
+func (r *run) batchesFrom(ctx context.Context, start int) (func() (loader.Batch, error, bool), func(), error) {
+	bpe := r.ld.BatchesPerEpoch()
+	next, stop := iter.Pull2(r.ld.Train(ctx, start/bpe))
+	for skip := start % bpe; skip > 0; skip-- {
+		if _, err, ok := next(); !ok || err != nil {
+			stop()
+			return nil, nil, fmt.Errorf("resuming: repositioning the data: %v", err)
+		}
 	}
-	total := elapsedBefore + time.Since(t0).Seconds()
-	if err := saveCheckpoint(ckPath, cfg, fw, cfg.Iterations, total); err != nil {
+	return next, stop, nil
+}
+
+// step runs MADDR's training step it on batch and checks that every loss
+// term is finite.
+func (r *run) step(it int, batch loader.Batch) (baselines.Losses, error) {
+	side := int64(r.cfg.Preprocess.Size)
+	// Without augmentation a sample's input is the same every epoch, so the
+	// baseline may reuse what it computed from it (DPA's target features).
+	stableInputs := !r.cfg.Augment.Enabled()
+	var last baselines.Losses
+	err := torch.Run(func(s *torch.Scope) error {
+		x := s.Adopt(torch.FromFloat32(batch.X, int64(batch.Len()), 1, side, side))
+		b := maddr.Batch{X: x, Organ: batch.Organ, Modality: batch.Modality}
+		if stableInputs {
+			b.Samples = batch.Index
+		}
+		l, err := r.fw.Step(s, it, b)
+		last = l
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("iteration %d: %w", it, err)
+	}
+	if bad := nonFinite(last); bad != "" {
+		return nil, fmt.Errorf("iteration %d: loss term %q is %v; stopping. The last good checkpoint (if any) is %s",
+			it, bad, last[bad], r.ckPath)
+	}
+	return last, nil
+}
+
+// logStep measures the learning curve when iteration it is due for it,
+// writes the iteration's log line and advances the progress bar. It returns
+// the seconds since t0.
+func (r *run) logStep(ctx context.Context, it, epoch int, last baselines.Losses, t0 time.Time) (float64, error) {
+	val, err := r.curve.at(ctx, it)
+	if err != nil {
+		return 0, err
+	}
+	elapsed := time.Since(t0).Seconds()
+	rate := float64((it-r.start)*r.cfg.BatchSize) / math.Max(elapsed-r.curve.inLoop, 1e-9)
+	var ms runtime.MemStats
+	if it%100 == 0 {
+		runtime.ReadMemStats(&ms)
+	}
+	if err := r.log.Encode(LogEntry{Iter: it, Epoch: epoch, Losses: last, Mixup: r.fw.MixupActive(it),
+		ImagesPS: rate, ElapsedS: r.elapsedBefore + elapsed, LiveHeapM: float64(ms.HeapAlloc) / (1 << 20), Validation: val}); err != nil {
+		return 0, err
+	}
+	if r.bar != nil {
+		r.bar.Step(r.cfg.BatchSize, progressValues(last)...)
+	}
+	return elapsed, nil
+}
+
+// finish writes the last checkpoint, the model file and the learning curve
+// of a run whose steps began at t0 and ended with losses last.
+func (r *run) finish(last baselines.Losses, t0 time.Time) (*Result, error) {
+	cfg := r.cfg
+	total := r.elapsedBefore + time.Since(t0).Seconds()
+	if err := saveCheckpoint(r.ckPath, cfg, r.fw, cfg.Iterations, total); err != nil {
 		return nil, err
 	}
 	training, _ := json.Marshal(map[string]any{
 		"sources": cfg.Sources, "groups": cfg.Groups, "iterations": cfg.Iterations, "batch_size": cfg.BatchSize,
-		"seconds": total, "train_images": ld.Len(), "validation": curve.points,
+		"seconds": total, "train_images": r.ld.Len(), "validation": r.curve.points,
 	})
-	modelPath := filepath.Join(dir, ModelFile)
-	err = modelfile.Save(modelPath, fw, modelfile.Manifest{
+	modelPath := filepath.Join(r.dir, ModelFile)
+	err := modelfile.Save(modelPath, r.fw, modelfile.Manifest{
 		Version: version(), ImageSize: cfg.Preprocess.Size, Seed: cfg.Seed, Iterations: cfg.Iterations,
-		ModelOptions: cfg.ModelOptions, Vocabs: vocabs, Preprocess: cfg.Preprocess, Training: training,
-		GroupPairs: modelfile.GroupPairs(all),
+		ModelOptions: cfg.ModelOptions, Vocabs: r.vocabs, Preprocess: cfg.Preprocess, Training: training,
+		GroupPairs: modelfile.GroupPairs(r.all),
 	})
 	if err != nil {
 		return nil, err
 	}
-	steps := time.Since(t0).Seconds() - curve.inLoop
-	curvePath := curve.finish(dir, runLabel(cfg, o), steps, logf)
+	steps := time.Since(t0).Seconds() - r.curve.inLoop
+	curvePath := r.curve.finish(r.dir, runLabel(cfg, r.o), steps, r.logf)
 	return &Result{
-		Dir: dir, ModelPath: modelPath, Iterations: cfg.Iterations, Seconds: total,
-		ImagesPerS: float64((cfg.Iterations-start)*cfg.BatchSize) / math.Max(steps, 1e-9),
-		Final:      last, Notes: fw.Notes(), Validation: curve.points, CurvePath: curvePath,
+		Dir: r.dir, ModelPath: modelPath, Iterations: cfg.Iterations, Seconds: total,
+		ImagesPerS: float64((cfg.Iterations-r.start)*cfg.BatchSize) / math.Max(steps, 1e-9),
+		Final:      last, Notes: r.fw.Notes(), Validation: r.curve.points, CurvePath: curvePath,
 	}, nil
 }
 
