@@ -34,21 +34,10 @@ const (
 // cost is O(n^2) per iteration, fine for the few hundred latents a report
 // shows. The result is deterministic for a seed.
 func TSNE(x [][]float64, o TSNEOptions) ([][2]float64, error) {
+	if err := checkTSNEInput(x); err != nil {
+		return nil, err
+	}
 	n := len(x)
-	if n < 4 {
-		return nil, fmt.Errorf("t-SNE needs at least 4 points, got %d", n)
-	}
-	d := len(x[0])
-	for i, row := range x {
-		if len(row) != d {
-			return nil, fmt.Errorf("t-SNE: row %d has %d values, row 0 has %d", i, len(row), d)
-		}
-		for _, v := range row {
-			if math.IsNaN(v) || math.IsInf(v, 0) {
-				return nil, fmt.Errorf("t-SNE: row %d holds a non-finite value", i)
-			}
-		}
-	}
 	perp := o.Perplexity
 	if perp <= 0 {
 		perp = 30
@@ -63,68 +52,114 @@ func TSNE(x [][]float64, o TSNEOptions) ([][2]float64, error) {
 	// The learning rate of Belkina et al. (2019), which scikit-learn uses
 	// as "auto": large data sets need larger steps.
 	lr := math.Max(float64(n)/exaggeration/4, 50)
-
-	rng := rand.New(rand.NewPCG(o.Seed, 0x74736e65))
-	y := make([][2]float64, n)
-	for i := range y {
-		y[i] = [2]float64{rng.NormFloat64() * 1e-4, rng.NormFloat64() * 1e-4}
-	}
-	vel := make([][2]float64, n)
-	gain := make([][2]float64, n)
-	for i := range gain {
-		gain[i] = [2]float64{1, 1}
-	}
-	num := make([]float64, n*n)
-	grad := make([][2]float64, n)
+	e := newLayout(n, o.Seed)
 	for it := 0; it < iters; it++ {
 		ex, mom := 1.0, momentumLate
 		if it < exaggerationIter {
 			ex, mom = exaggeration, momentumEarly
 		}
-		// Student-t kernel between all embedded points.
-		var sum float64
-		for i := 0; i < n; i++ {
-			num[i*n+i] = 0
-			for j := i + 1; j < n; j++ {
-				dx, dy := y[i][0]-y[j][0], y[i][1]-y[j][1]
-				v := 1 / (1 + dx*dx + dy*dy)
-				num[i*n+j], num[j*n+i] = v, v
-				sum += 2 * v
-			}
+		e.gradient(p, ex)
+		e.descend(lr, mom)
+	}
+	return e.y, nil
+}
+
+// checkTSNEInput wants at least 4 rows of one length, all finite.
+func checkTSNEInput(x [][]float64) error {
+	n := len(x)
+	if n < 4 {
+		return fmt.Errorf("t-SNE needs at least 4 points, got %d", n)
+	}
+	d := len(x[0])
+	for i, row := range x {
+		if len(row) != d {
+			return fmt.Errorf("t-SNE: row %d has %d values, row 0 has %d", i, len(row), d)
 		}
-		for i := 0; i < n; i++ {
-			var gx, gy float64
-			for j := 0; j < n; j++ {
-				if i == j {
-					continue
-				}
-				w := (ex*p[i*n+j] - num[i*n+j]/sum) * num[i*n+j]
-				gx += w * (y[i][0] - y[j][0])
-				gy += w * (y[i][1] - y[j][1])
+		for _, v := range row {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return fmt.Errorf("t-SNE: row %d holds a non-finite value", i)
 			}
-			grad[i] = [2]float64{4 * gx, 4 * gy}
-		}
-		var mean [2]float64
-		for i := 0; i < n; i++ {
-			for k := 0; k < 2; k++ {
-				// Gains grow where the gradient keeps its direction and shrink where it flips.
-				if (grad[i][k] > 0) != (vel[i][k] > 0) {
-					gain[i][k] += 0.2
-				} else {
-					gain[i][k] *= 0.8
-				}
-				gain[i][k] = math.Max(gain[i][k], minGain)
-				vel[i][k] = mom*vel[i][k] - lr*gain[i][k]*grad[i][k]
-				y[i][k] += vel[i][k]
-				mean[k] += y[i][k]
-			}
-		}
-		for i := range y {
-			y[i][0] -= mean[0] / float64(n)
-			y[i][1] -= mean[1] / float64(n)
 		}
 	}
-	return y, nil
+	return nil
+}
+
+// layout is the embedding being optimised: the points y and, per
+// coordinate, the momentum velocity, the adaptive gain and the gradient;
+// num is scratch for the Student-t kernel (n x n).
+type layout struct {
+	n                  int
+	y, vel, gain, grad [][2]float64
+	num                []float64
+}
+
+// newLayout places n points at random near the origin (seeded), at rest
+// and with unit gains.
+func newLayout(n int, seed uint64) *layout {
+	rng := rand.New(rand.NewPCG(seed, 0x74736e65))
+	e := &layout{n: n, y: make([][2]float64, n), vel: make([][2]float64, n), gain: make([][2]float64, n),
+		grad: make([][2]float64, n), num: make([]float64, n*n)}
+	for i := range e.y {
+		e.y[i] = [2]float64{rng.NormFloat64() * 1e-4, rng.NormFloat64() * 1e-4}
+	}
+	for i := range e.gain {
+		e.gain[i] = [2]float64{1, 1}
+	}
+	return e
+}
+
+// gradient computes the KL divergence's gradient at y into grad, with the
+// input affinities p exaggerated by ex.
+func (e *layout) gradient(p []float64, ex float64) {
+	n, y, num := e.n, e.y, e.num
+	// Student-t kernel between all embedded points.
+	var sum float64
+	for i := 0; i < n; i++ {
+		num[i*n+i] = 0
+		for j := i + 1; j < n; j++ {
+			dx, dy := y[i][0]-y[j][0], y[i][1]-y[j][1]
+			v := 1 / (1 + dx*dx + dy*dy)
+			num[i*n+j], num[j*n+i] = v, v
+			sum += 2 * v
+		}
+	}
+	for i := 0; i < n; i++ {
+		var gx, gy float64
+		for j := 0; j < n; j++ {
+			if i == j {
+				continue
+			}
+			w := (ex*p[i*n+j] - num[i*n+j]/sum) * num[i*n+j]
+			gx += w * (y[i][0] - y[j][0])
+			gy += w * (y[i][1] - y[j][1])
+		}
+		e.grad[i] = [2]float64{4 * gx, 4 * gy}
+	}
+}
+
+// descend moves every point one momentum step down the gradient with
+// learning rate lr and momentum mom, then centres the layout.
+func (e *layout) descend(lr, mom float64) {
+	n, y, vel, gain, grad := e.n, e.y, e.vel, e.gain, e.grad
+	var mean [2]float64
+	for i := 0; i < n; i++ {
+		for k := 0; k < 2; k++ {
+			// Gains grow where the gradient keeps its direction and shrink where it flips.
+			if (grad[i][k] > 0) != (vel[i][k] > 0) {
+				gain[i][k] += 0.2
+			} else {
+				gain[i][k] *= 0.8
+			}
+			gain[i][k] = math.Max(gain[i][k], minGain)
+			vel[i][k] = mom*vel[i][k] - lr*gain[i][k]*grad[i][k]
+			y[i][k] += vel[i][k]
+			mean[k] += y[i][k]
+		}
+	}
+	for i := range y {
+		y[i][0] -= mean[0] / float64(n)
+		y[i][1] -= mean[1] / float64(n)
+	}
 }
 
 // affinities returns the symmetric joint probabilities p_ij (row-major n x n):
