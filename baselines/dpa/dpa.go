@@ -58,9 +58,11 @@ type Settings struct {
 	TargetCacheStorage string `json:"target_cache_storage,omitempty"`
 }
 
-// Config is what a model file records about a DPA model.
+// Config is what a model file records about a DPA model. The fields tagged
+// settings:"recorded" are derived when the model is built; a stored Config
+// passed back as Options.Raw may carry them, but they are not settings.
 type Config struct {
-	Model     string `json:"model"`
+	Model     string `json:"model" settings:"recorded"`
 	ImageSize int    `json:"image_size"`
 	LatentDim int    `json:"latent_dim"`
 	Seed      uint64 `json:"seed"`
@@ -70,19 +72,19 @@ type Config struct {
 	Iterations int `json:"iterations"`
 	// ClipGradNorm > 0 clips the gradient norm before each update (off by default, as in DPA).
 	ClipGradNorm float64 `json:"clip_grad_norm,omitempty"`
-	LRStepSize   int     `json:"lr_step_size"`
-	LRGamma      float64 `json:"lr_gamma"`
-	L1Weight     float64 `json:"l1_weight"`
+	LRStepSize   int     `json:"lr_step_size" settings:"recorded"`
+	LRGamma      float64 `json:"lr_gamma" settings:"recorded"`
+	L1Weight     float64 `json:"l1_weight" settings:"recorded"`
 	// VGGRandom is true when the perceptual network has random weights;
 	// VGGSource says where the weights came from (informational).
-	VGGRandom  bool   `json:"vgg_random"`
-	VGGSource  string `json:"vgg_source"`
-	Calibrated bool   `json:"vgg_stats_calibrated"`
+	VGGRandom  bool   `json:"vgg_random" settings:"recorded"`
+	VGGSource  string `json:"vgg_source" settings:"recorded"`
+	Calibrated bool   `json:"vgg_stats_calibrated" settings:"recorded"`
 	// CalibrationImages is how many training images the statistics were
 	// measured on (0: not calibrated).
-	CalibrationImages int      `json:"vgg_calibration_images,omitempty"`
-	NumParams         int64    `json:"num_params"`
-	Notes             []string `json:"notes,omitempty"`
+	CalibrationImages int      `json:"vgg_calibration_images,omitempty" settings:"recorded"`
+	NumParams         int64    `json:"num_params" settings:"recorded"`
+	Notes             []string `json:"notes,omitempty" settings:"recorded"`
 }
 
 // DPA implements baselines.Baseline.

@@ -42,6 +42,7 @@ type keysConfig struct {
 	Loss     string `json:"loss"`
 	Internal int    `json:"-"`
 	Plain    int
+	Count    int `json:"count" settings:"recorded"`
 }
 
 func TestDecodeRawNamesUnknownKeysAndTheValidOnes(t *testing.T) {
@@ -50,7 +51,9 @@ func TestDecodeRawNamesUnknownKeysAndTheValidOnes(t *testing.T) {
 	}
 	var c keysConfig
 	// Keys match regardless of case, as encoding/json matches them.
-	if err := DecodeRaw("m", []byte(`{"width": 3, "LOSS": "l1", "plain": 2}`), &c); err != nil || c.Width != 3 || c.Loss != "l1" || c.Plain != 2 {
+	// A recorded value is accepted (a stored config rebuilds its model) but
+	// is not listed as a setting.
+	if err := DecodeRaw("m", []byte(`{"width": 3, "LOSS": "l1", "plain": 2, "count": 9}`), &c); err != nil || c.Width != 3 || c.Loss != "l1" || c.Plain != 2 || c.Count != 9 {
 		t.Fatalf("decoded %+v, %v", c, err)
 	}
 	err := DecodeRaw("m", []byte(`{"widht": 3, "Internal": 1, "loss": "l2"}`), &c)

@@ -16,8 +16,12 @@ import (
 
 // DecodeRaw reads a baseline's JSON settings over the defaults already in
 // dst (a pointer to a struct). Unknown keys are an error that names the key
-// and lists the ones dst accepts, so that a misspelt switch is not silently
-// ignored.
+// and lists the settings dst offers, so that a misspelt switch is not
+// silently ignored.
+//
+// A field tagged settings:"recorded" is a value the baseline derives and
+// records in its Config (a parameter count, a source): it is accepted, so
+// that a stored Config rebuilds its model, but not listed as a setting.
 func DecodeRaw(model string, raw json.RawMessage, dst any) error {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
@@ -43,9 +47,10 @@ func checkKeys(raw json.RawMessage, dst any) error {
 		return nil
 	}
 	valid := Keys(dst)
+	accepted := append(slices.Clone(valid), recordedKeys(dst)...)
 	var unknown []string
 	for k := range keys {
-		if !slices.ContainsFunc(valid, func(v string) bool { return strings.EqualFold(k, v) }) {
+		if !slices.ContainsFunc(accepted, func(v string) bool { return strings.EqualFold(k, v) }) {
 			unknown = append(unknown, strconv.Quote(k))
 		}
 	}
@@ -60,10 +65,15 @@ func checkKeys(raw json.RawMessage, dst any) error {
 	return fmt.Errorf("unknown %s %s (valid: %s)", what, strings.Join(unknown, ", "), strings.Join(valid, ", "))
 }
 
-// Keys lists, sorted, the JSON keys that the struct dst points at accepts:
-// its exported fields by their json names, those of embedded structs
-// included.
-func Keys(dst any) []string {
+// Keys lists, sorted, the settings that the struct dst points at offers:
+// the JSON names of its exported fields, those of embedded structs
+// included, except the fields tagged settings:"recorded".
+func Keys(dst any) []string { return jsonKeys(dst, false) }
+
+// recordedKeys lists the JSON names of dst's fields tagged settings:"recorded".
+func recordedKeys(dst any) []string { return jsonKeys(dst, true) }
+
+func jsonKeys(dst any, recorded bool) []string {
 	t := reflect.TypeOf(dst)
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -72,22 +82,22 @@ func Keys(dst any) []string {
 		return nil
 	}
 	var out []string
-	addKeys(t, &out)
+	addKeys(t, recorded, &out)
 	slices.Sort(out)
 	return slices.Compact(out)
 }
 
-func addKeys(t reflect.Type, out *[]string) {
+func addKeys(t reflect.Type, recorded bool, out *[]string) {
 	for f := range t.Fields() {
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		if name == "-" {
 			continue
 		}
 		if f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct {
-			addKeys(f.Type, out)
+			addKeys(f.Type, recorded, out)
 			continue
 		}
-		if !f.IsExported() {
+		if !f.IsExported() || (f.Tag.Get("settings") == "recorded") != recorded {
 			continue
 		}
 		if name == "" {
