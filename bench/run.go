@@ -126,16 +126,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if len(o.GoChild) == 0 {
 		return nil, errors.New("bench: no command to run the Go side (GoChild)")
 	}
-	cases := Cases()
-	if len(o.Cases) > 0 {
-		cases = cases[:0]
-		for _, name := range o.Cases {
-			c, err := CaseByName(name)
-			if err != nil {
-				return nil, err
-			}
-			cases = append(cases, c)
-		}
+	cases, err := o.selectedCases()
+	if err != nil {
+		return nil, err
 	}
 	r := &Report{Machine: Machine(), Params: Params{Batch: o.Batch, Size: o.Size, Steps: o.Steps, Warmup: o.Warmup,
 		Threads: o.Threads, Pool: o.Pool}, Rounds: o.Rounds, Started: time.Now()}
@@ -146,60 +139,110 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.ScheduleSteps > 0 {
 		total++
 	}
-	n := 0
-	progress := func(res Result, err error) {
-		n++
-		if o.Progress == nil {
-			return
-		}
-		if err != nil {
-			fmt.Fprintf(o.Progress, "bench [%d/%d] %s %s: FAILED: %v\n", n, total, res.Case, res.Impl, err)
-			return
-		}
-		fmt.Fprintf(o.Progress, "bench [%d/%d] %-15s %-7s batch %3d size %3d: %7.1f img/s  step %.3f s  cpu %.3f s  cpu/wall %.2f  peak %6.0f MiB\n",
-			n, total, res.Case, res.Impl, res.Batch, res.Size, res.ImagesPerS, res.StepSeconds, res.CPUSeconds, res.CPUPerWall, res.PeakRSSMiB)
-	}
+	m := &measurer{o: &o, r: r, total: total}
 	for _, c := range cases {
-		pair := Pair{Case: c}
-		p := r.Params
-		p.Case = c.Name
-		for round := 0; round < o.Rounds; round++ {
-			for _, impl := range []string{"go", "pytorch"} {
-				if err := ctx.Err(); err != nil {
-					return r, err
-				}
-				if impl == "pytorch" && (!c.PyTorch || o.Python == "") {
-					n++
-					continue
-				}
-				res, err := o.child(ctx, impl, p)
-				progress(res, err)
-				if err != nil {
-					pair.Errors = append(pair.Errors, fmt.Sprintf("%s: %v", impl, err))
-					continue
-				}
-				pair.All = append(pair.All, res)
-				best := &pair.Go
-				if impl == "pytorch" {
-					best = &pair.PyTorch
-				}
-				if *best == nil || res.ImagesPerS > (*best).ImagesPerS {
-					keep := res
-					*best = &keep
-				}
-			}
+		pair, err := m.pair(ctx, c)
+		if err != nil {
+			return r, err
 		}
 		r.Pairs = append(r.Pairs, pair)
 	}
+	m.scalingTable(ctx)
+	m.schedule(ctx)
+	r.Seconds = time.Since(r.Started).Seconds()
+	return r, nil
+}
+
+// selectedCases are the cases Options.Cases names, all of them by default.
+func (o *Options) selectedCases() ([]Case, error) {
+	if len(o.Cases) == 0 {
+		return Cases(), nil
+	}
+	var cases []Case
+	for _, name := range o.Cases {
+		c, err := CaseByName(name)
+		if err != nil {
+			return nil, err
+		}
+		cases = append(cases, c)
+	}
+	return cases, nil
+}
+
+// measurer runs the child processes of one Run, counts them against the
+// total for the progress lines, and fills in the report.
+type measurer struct {
+	o     *Options
+	r     *Report
+	total int
+	n     int
+}
+
+// progress counts a measurement done and prints its line (or its failure)
+// when Options.Progress is set.
+func (m *measurer) progress(res Result, err error) {
+	m.n++
+	if m.o.Progress == nil {
+		return
+	}
+	if err != nil {
+		fmt.Fprintf(m.o.Progress, "bench [%d/%d] %s %s: FAILED: %v\n", m.n, m.total, res.Case, res.Impl, err)
+		return
+	}
+	fmt.Fprintf(m.o.Progress, "bench [%d/%d] %-15s %-7s batch %3d size %3d: %7.1f img/s  step %.3f s  cpu %.3f s  cpu/wall %.2f  peak %6.0f MiB\n",
+		m.n, m.total, res.Case, res.Impl, res.Batch, res.Size, res.ImagesPerS, res.StepSeconds, res.CPUSeconds, res.CPUPerWall, res.PeakRSSMiB)
+}
+
+// pair measures case c on both sides, Options.Rounds times alternating,
+// and keeps each side's best; a failed measurement is recorded in the pair.
+// Only a cancelled context stops it with an error.
+func (m *measurer) pair(ctx context.Context, c Case) (Pair, error) {
+	pair := Pair{Case: c}
+	p := m.r.Params
+	p.Case = c.Name
+	for round := 0; round < m.o.Rounds; round++ {
+		for _, impl := range []string{"go", "pytorch"} {
+			if err := ctx.Err(); err != nil {
+				return pair, err
+			}
+			if impl == "pytorch" && (!c.PyTorch || m.o.Python == "") {
+				m.n++
+				continue
+			}
+			res, err := m.o.child(ctx, impl, p)
+			m.progress(res, err)
+			if err != nil {
+				pair.Errors = append(pair.Errors, fmt.Sprintf("%s: %v", impl, err))
+				continue
+			}
+			pair.All = append(pair.All, res)
+			best := &pair.Go
+			if impl == "pytorch" {
+				best = &pair.PyTorch
+			}
+			if *best == nil || res.ImagesPerS > (*best).ImagesPerS {
+				keep := res
+				*best = &keep
+			}
+		}
+	}
+	return pair, nil
+}
+
+// scalingTable measures the Go DPA step at each batch size of
+// Options.ScaleBatches and each image size of Options.ScaleSizes; a failure
+// becomes a note.
+func (m *measurer) scalingTable(ctx context.Context) {
+	o := m.o
 	scale := func(batch, size int) {
 		p := Params{Case: "dpa-train", Batch: batch, Size: size, Steps: o.ScaleSteps, Warmup: 1, Threads: o.Threads, Pool: o.Pool}
 		res, err := o.child(ctx, "go", p)
-		progress(res, err)
+		m.progress(res, err)
 		if err != nil {
-			r.Notes = append(r.Notes, fmt.Sprintf("scaling batch %d size %d failed: %v", batch, size, err))
+			m.r.Notes = append(m.r.Notes, fmt.Sprintf("scaling batch %d size %d failed: %v", batch, size, err))
 			return
 		}
-		r.Scaling = append(r.Scaling, res)
+		m.r.Scaling = append(m.r.Scaling, res)
 	}
 	for _, b := range o.ScaleBatches {
 		scale(b, o.Size)
@@ -211,18 +254,23 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		scale(b, s.Size)
 	}
-	if o.ScheduleSteps > 0 {
-		p := Params{Case: scheduleCase, Batch: o.Batch, Size: o.Size, Steps: o.ScheduleSteps, Warmup: 2, Threads: o.Threads, Pool: o.Pool}
-		res, err := o.child(ctx, "go", p)
-		progress(res, err)
-		if err != nil {
-			r.Notes = append(r.Notes, fmt.Sprintf("schedule measurement failed: %v", err))
-		} else {
-			r.Schedule = &res
-		}
+}
+
+// schedule times Options.ScheduleSteps iterations of the real training
+// loop when asked to; a failure becomes a note.
+func (m *measurer) schedule(ctx context.Context) {
+	o := m.o
+	if o.ScheduleSteps <= 0 {
+		return
 	}
-	r.Seconds = time.Since(r.Started).Seconds()
-	return r, nil
+	p := Params{Case: scheduleCase, Batch: o.Batch, Size: o.Size, Steps: o.ScheduleSteps, Warmup: 2, Threads: o.Threads, Pool: o.Pool}
+	res, err := o.child(ctx, "go", p)
+	m.progress(res, err)
+	if err != nil {
+		m.r.Notes = append(m.r.Notes, fmt.Sprintf("schedule measurement failed: %v", err))
+	} else {
+		m.r.Schedule = &res
+	}
 }
 
 // childArgs are the flags both children understand.

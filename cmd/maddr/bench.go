@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -21,29 +22,47 @@ func init() {
 	register("bench", "measure training and scoring speed against the PyTorch reference", runBench)
 }
 
-func runBench(args []string, stdout, stderr io.Writer) error {
+// benchFlags are the flags of maddr bench.
+type benchFlags struct {
+	child, cases                            *string
+	batch, size, steps, warmup, threads     *int
+	pool, rounds, schedule                  *int
+	pytorch, python, script                 *string
+	scaling                                 *bool
+	scaleBatches, scaleSizes                *string
+	markdown, jsonOut, plotOut, scalingPlot *string
+	cpuProfile                              *string
+}
+
+func newBenchFlags(stderr io.Writer) (*flag.FlagSet, *benchFlags) {
 	fs := newFlagSet("bench", stderr)
-	child := fs.String("child", "", "internal: measure one case in this process and print its JSON result")
-	cases := fs.String("cases", "", "comma-separated cases (default all): "+caseNames())
-	batch := fs.Int("batch", 32, "batch size")
-	size := fs.Int("size", 64, "image side")
-	steps := fs.Int("steps", 10, "timed steps per case (the median is reported)")
-	warmup := fs.Int("warmup", 2, "untimed steps before timing")
-	threads := fs.Int("threads", 0, "libtorch threads on both sides (0: all cores)")
-	pool := fs.Int("pool", bench.DefaultPool, "distinct training images cycled in shuffled epochs")
-	rounds := fs.Int("rounds", 1, "alternate Go and PyTorch this many times per case and keep each side's best (use 2-3 on a shared machine)")
-	pytorch := fs.String("pytorch", "auto", "PyTorch side: auto (when the interpreter imports torch), on (required), off")
-	python := fs.String("python", "/usr/bin/python3", "Python interpreter with torch (Debian's python3-torch)")
-	script := fs.String("script", "", "the reference script (default: tools/reference/bench_torch.py found from the working directory)")
-	scaling := fs.Bool("scaling", false, "also measure the DPA step against batch size and image size (Go)")
-	scaleBatches := fs.String("scale-batches", "8,16,32,64,128", "batch sizes of the scaling table (at --size)")
-	scaleSizes := fs.String("scale-sizes", "64,128,256:8", "image sizes of the scaling table, SIZE[:BATCH] (batch default --batch; DPA needs powers of two)")
-	schedule := fs.Int("schedule", 0, "time this many iterations of the real MADDR+DPA training loop and extrapolate the paper's 16000 (0: skip)")
-	markdown := fs.String("markdown", "", "write the results as Markdown (for BENCHMARKS.md)")
-	jsonOut := fs.String("json", "", "write every measurement as JSON")
-	plotOut := fs.String("plot", "", "write a PNG bar chart of images/s")
-	scalingPlot := fs.String("scaling-plot", "", "write a PNG of the DPA step time against batch size and image size (needs --scaling)")
-	cpuProfile := fs.String("cpuprofile", "", "with --child: write a Go CPU profile of the case (time inside libtorch shows as runtime.cgocall)")
+	return fs, &benchFlags{
+		child:        fs.String("child", "", "internal: measure one case in this process and print its JSON result"),
+		cases:        fs.String("cases", "", "comma-separated cases (default all): "+caseNames()),
+		batch:        fs.Int("batch", 32, "batch size"),
+		size:         fs.Int("size", 64, "image side"),
+		steps:        fs.Int("steps", 10, "timed steps per case (the median is reported)"),
+		warmup:       fs.Int("warmup", 2, "untimed steps before timing"),
+		threads:      fs.Int("threads", 0, "libtorch threads on both sides (0: all cores)"),
+		pool:         fs.Int("pool", bench.DefaultPool, "distinct training images cycled in shuffled epochs"),
+		rounds:       fs.Int("rounds", 1, "alternate Go and PyTorch this many times per case and keep each side's best (use 2-3 on a shared machine)"),
+		pytorch:      fs.String("pytorch", "auto", "PyTorch side: auto (when the interpreter imports torch), on (required), off"),
+		python:       fs.String("python", "/usr/bin/python3", "Python interpreter with torch (Debian's python3-torch)"),
+		script:       fs.String("script", "", "the reference script (default: tools/reference/bench_torch.py found from the working directory)"),
+		scaling:      fs.Bool("scaling", false, "also measure the DPA step against batch size and image size (Go)"),
+		scaleBatches: fs.String("scale-batches", "8,16,32,64,128", "batch sizes of the scaling table (at --size)"),
+		scaleSizes:   fs.String("scale-sizes", "64,128,256:8", "image sizes of the scaling table, SIZE[:BATCH] (batch default --batch; DPA needs powers of two)"),
+		schedule:     fs.Int("schedule", 0, "time this many iterations of the real MADDR+DPA training loop and extrapolate the paper's 16000 (0: skip)"),
+		markdown:     fs.String("markdown", "", "write the results as Markdown (for BENCHMARKS.md)"),
+		jsonOut:      fs.String("json", "", "write every measurement as JSON"),
+		plotOut:      fs.String("plot", "", "write a PNG bar chart of images/s"),
+		scalingPlot:  fs.String("scaling-plot", "", "write a PNG of the DPA step time against batch size and image size (needs --scaling)"),
+		cpuProfile:   fs.String("cpuprofile", "", "with --child: write a Go CPU profile of the case (time inside libtorch shows as runtime.cgocall)"),
+	}
+}
+
+func runBench(args []string, stdout, stderr io.Writer) error {
+	fs, f := newBenchFlags(stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -51,81 +70,22 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "maddr bench: positional arguments are not accepted")
 		return errUsage
 	}
-	if *child != "" {
-		var prof bytes.Buffer
-		if *cpuProfile != "" {
-			if err := pprof.StartCPUProfile(&prof); err != nil {
-				return err
-			}
-		}
-		res, err := bench.RunChild(bench.Params{Case: *child, Batch: *batch, Size: *size, Steps: *steps, Warmup: *warmup,
-			Threads: *threads, Pool: *pool})
-		if *cpuProfile != "" {
-			pprof.StopCPUProfile()
-			if err := safetensors.WriteAtomic(*cpuProfile, func(w io.Writer) error {
-				_, err := w.Write(prof.Bytes())
-				return err
-			}); err != nil {
-				return err
-			}
-		}
-		if err != nil {
-			return err
-		}
-		return json.NewEncoder(stdout).Encode(res)
+	if *f.child != "" {
+		return runBenchChild(f, stdout)
 	}
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
-	exe, err := os.Executable()
+	o, err := f.options(stderr)
 	if err != nil {
-		return fmt.Errorf("locating the maddr binary for the child processes: %w", err)
-	}
-	o := bench.Options{Batch: *batch, Size: *size, Steps: *steps, Warmup: *warmup, Threads: *threads, Pool: *pool,
-		Rounds: *rounds, GoChild: []string{exe, "bench"}, ScheduleSteps: *schedule, Progress: stderr}
-	if *cases != "" {
-		o.Cases = strings.Split(*cases, ",")
-	}
-	if *scaling {
-		if o.ScaleBatches, err = intList(*scaleBatches); err != nil {
-			return fmt.Errorf("--scale-batches: %w", err)
-		}
-		for _, f := range strings.Split(*scaleSizes, ",") {
-			sz, b, hasBatch := strings.Cut(strings.TrimSpace(f), ":")
-			if !hasBatch {
-				b = strconv.Itoa(*batch)
-			}
-			v, err := intList(sz + "," + b)
-			if err != nil || len(v) != 2 {
-				return fmt.Errorf("--scale-sizes: %q is not SIZE or SIZE:BATCH", f)
-			}
-			o.ScaleSizes = append(o.ScaleSizes, bench.SizeBatch{Size: v[0], Batch: v[1]})
-		}
+		return err
 	}
 	versions := "maddr " + buildVersion() + ", libtorch " + torch.Version()
-	switch *pytorch {
-	case "off":
-	case "auto", "on":
-		ver, err := bench.PythonWithTorch(ctx, *python)
-		if err == nil {
-			o.Script = *script
-			if o.Script == "" {
-				wd, _ := os.Getwd()
-				o.Script, err = bench.ScriptPath(wd)
-			}
-		}
-		if err != nil {
-			if *pytorch == "on" {
-				return err
-			}
-			fmt.Fprintf(stderr, "maddr bench: PyTorch side skipped: %v\n", err)
-			break
-		}
-		o.Python = *python
-		versions += ", PyTorch " + ver + " (" + *python + ")"
-	default:
-		return fmt.Errorf("--pytorch %q: want auto, on or off", *pytorch)
+	pyVersion, err := f.pytorchSide(ctx, &o, stderr)
+	if err != nil {
+		return err
 	}
+	versions += pyVersion
 	rep, err := bench.Run(ctx, o)
 	if err != nil {
 		return err
@@ -134,46 +94,144 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	rep.Command = "maddr bench " + strings.Join(args, " ")
 	md := rep.Markdown()
 	fmt.Fprint(stdout, md)
-	write := func(path string, data []byte) error {
-		if path == "" {
-			return nil
-		}
-		return safetensors.WriteAtomic(path, func(w io.Writer) error {
-			_, err := w.Write(data)
+	return f.writeOutputs(rep, md)
+}
+
+// runBenchChild measures the one case --child names in this process (under
+// the CPU profiler with --cpuprofile) and prints its result as JSON.
+func runBenchChild(f *benchFlags, stdout io.Writer) error {
+	var prof bytes.Buffer
+	if *f.cpuProfile != "" {
+		if err := pprof.StartCPUProfile(&prof); err != nil {
 			return err
-		})
+		}
 	}
-	if err := write(*markdown, []byte(md)); err != nil {
+	res, err := bench.RunChild(bench.Params{Case: *f.child, Batch: *f.batch, Size: *f.size, Steps: *f.steps, Warmup: *f.warmup,
+		Threads: *f.threads, Pool: *f.pool})
+	if *f.cpuProfile != "" {
+		pprof.StopCPUProfile()
+		if err := writeBenchFile(*f.cpuProfile, prof.Bytes()); err != nil {
+			return err
+		}
+	}
+	if err != nil {
 		return err
 	}
-	if *jsonOut != "" {
+	return json.NewEncoder(stdout).Encode(res)
+}
+
+// options are the bench.Options the flags ask for, progress going to
+// stderr; the Python side is left to pytorchSide.
+func (f *benchFlags) options(stderr io.Writer) (bench.Options, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return bench.Options{}, fmt.Errorf("locating the maddr binary for the child processes: %w", err)
+	}
+	o := bench.Options{Batch: *f.batch, Size: *f.size, Steps: *f.steps, Warmup: *f.warmup, Threads: *f.threads, Pool: *f.pool,
+		Rounds: *f.rounds, GoChild: []string{exe, "bench"}, ScheduleSteps: *f.schedule, Progress: stderr}
+	if *f.cases != "" {
+		o.Cases = strings.Split(*f.cases, ",")
+	}
+	if *f.scaling {
+		if o.ScaleBatches, err = intList(*f.scaleBatches); err != nil {
+			return o, fmt.Errorf("--scale-batches: %w", err)
+		}
+		if o.ScaleSizes, err = scaleSizes(*f.scaleSizes, *f.batch); err != nil {
+			return o, err
+		}
+	}
+	return o, nil
+}
+
+// scaleSizes parses --scale-sizes: SIZE[:BATCH] entries, comma-separated,
+// the batch defaulting to batch.
+func scaleSizes(list string, batch int) ([]bench.SizeBatch, error) {
+	var out []bench.SizeBatch
+	for _, f := range strings.Split(list, ",") {
+		sz, b, hasBatch := strings.Cut(strings.TrimSpace(f), ":")
+		if !hasBatch {
+			b = strconv.Itoa(batch)
+		}
+		v, err := intList(sz + "," + b)
+		if err != nil || len(v) != 2 {
+			return nil, fmt.Errorf("--scale-sizes: %q is not SIZE or SIZE:BATCH", f)
+		}
+		out = append(out, bench.SizeBatch{Size: v[0], Batch: v[1]})
+	}
+	return out, nil
+}
+
+// pytorchSide sets up the PyTorch side of o as --pytorch asks: with auto,
+// an interpreter without torch (or no reference script) skips it with a
+// message. It returns what to add to the report's versions line.
+func (f *benchFlags) pytorchSide(ctx context.Context, o *bench.Options, stderr io.Writer) (string, error) {
+	switch *f.pytorch {
+	case "off":
+		return "", nil
+	case "auto", "on":
+	default:
+		return "", fmt.Errorf("--pytorch %q: want auto, on or off", *f.pytorch)
+	}
+	ver, err := bench.PythonWithTorch(ctx, *f.python)
+	if err == nil {
+		o.Script = *f.script
+		if o.Script == "" {
+			wd, _ := os.Getwd()
+			o.Script, err = bench.ScriptPath(wd)
+		}
+	}
+	if err != nil {
+		if *f.pytorch == "on" {
+			return "", err
+		}
+		fmt.Fprintf(stderr, "maddr bench: PyTorch side skipped: %v\n", err)
+		return "", nil
+	}
+	o.Python = *f.python
+	return ", PyTorch " + ver + " (" + *f.python + ")", nil
+}
+
+// writeOutputs writes the files --markdown, --json, --plot and
+// --scaling-plot ask for.
+func (f *benchFlags) writeOutputs(rep *bench.Report, md string) error {
+	if *f.markdown != "" {
+		if err := writeBenchFile(*f.markdown, []byte(md)); err != nil {
+			return err
+		}
+	}
+	if *f.jsonOut != "" {
 		b, err := json.MarshalIndent(rep, "", "  ")
 		if err != nil {
 			return err
 		}
-		if err := write(*jsonOut, append(b, '\n')); err != nil {
+		if err := writeBenchFile(*f.jsonOut, append(b, '\n')); err != nil {
 			return err
 		}
 	}
-	if *plotOut != "" {
-		png, err := rep.PlotPNG()
+	for _, plot := range []struct {
+		path string
+		draw func() ([]byte, error)
+	}{{*f.plotOut, rep.PlotPNG}, {*f.scalingPlot, rep.ScalingPNG}} {
+		if plot.path == "" {
+			continue
+		}
+		png, err := plot.draw()
 		if err != nil {
 			return err
 		}
-		if err := write(*plotOut, png); err != nil {
-			return err
-		}
-	}
-	if *scalingPlot != "" {
-		png, err := rep.ScalingPNG()
-		if err != nil {
-			return err
-		}
-		if err := write(*scalingPlot, png); err != nil {
+		if err := writeBenchFile(plot.path, png); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writeBenchFile replaces path by data all at once (write, then rename).
+func writeBenchFile(path string, data []byte) error {
+	return safetensors.WriteAtomic(path, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
 }
 
 func caseNames() string {
