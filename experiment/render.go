@@ -28,22 +28,11 @@ func WriteReport(out string, dirs []string, logf func(string, ...any)) ([]string
 	if len(dirs) == 0 {
 		return nil, fmt.Errorf("no experiment directory to report on")
 	}
-	rec, err := readRecord(dirs[0])
+	rec, notes, err := readShardRecords(dirs)
 	if err != nil {
 		return nil, err
 	}
 	planned := slices.Clone(rec.Cells)
-	var notes []string
-	first, _ := json.Marshal(rec.Settings)
-	for _, d := range dirs[1:] {
-		r, err := readRecord(d)
-		if err != nil {
-			return nil, err
-		}
-		if b, _ := json.Marshal(r.Settings); string(b) != string(first) {
-			notes = append(notes, fmt.Sprintf("%s was run with other settings than %s; its cells count only where they are part of %s's plan", d, dirs[0], dirs[0]))
-		}
-	}
 	results, dupNotes, err := LoadResults(dirs...)
 	if err != nil {
 		return nil, err
@@ -105,6 +94,27 @@ func WriteReport(out string, dirs []string, logf func(string, ...any)) ([]string
 		return nil, err
 	}
 	return written, nil
+}
+
+// readShardRecords reads the record of the first directory, whose plan the
+// report follows, and notes each further directory run with other settings.
+func readShardRecords(dirs []string) (*Record, []string, error) {
+	rec, err := readRecord(dirs[0])
+	if err != nil {
+		return rec, nil, err
+	}
+	var notes []string
+	first, _ := json.Marshal(rec.Settings)
+	for _, d := range dirs[1:] {
+		r, err := readRecord(d)
+		if err != nil {
+			return rec, nil, err
+		}
+		if b, _ := json.Marshal(r.Settings); string(b) != string(first) {
+			notes = append(notes, fmt.Sprintf("%s was run with other settings than %s; its cells count only where they are part of %s's plan", d, dirs[0], dirs[0]))
+		}
+	}
+	return rec, notes, nil
 }
 
 // comparison lists the variants the figures compare for a model: the
@@ -169,11 +179,39 @@ func slug(s string) string {
 // renderPage draws every figure and lays out the HTML page; it returns the
 // PNGs by file name as well.
 func renderPage(d *Doc, results []*Result, logf func(string, ...any)) (*report.Page, map[string][]byte, error) {
-	ix := index{results: results, seeds: d.Settings.Seeds}
-	pngs := map[string][]byte{}
-	p := report.NewPage(d.title())
-	variants := comparison(d)
+	pr := &pageRenderer{d: d, ix: index{results: results, seeds: d.Settings.Seeds}, variants: comparison(d),
+		page: report.NewPage(d.title()), pngs: map[string][]byte{}, logf: logf}
+	pr.tableSection()
+	if err := pr.rocSection(); err != nil {
+		return nil, nil, err
+	}
+	if err := pr.histogramSection(); err != nil {
+		return nil, nil, err
+	}
+	pr.heatMapSection()
+	if err := pr.tsneSection(); err != nil {
+		return nil, nil, err
+	}
+	pr.learningCurveSection()
+	pr.cellsSection(results)
+	return pr.page, pr.pngs, nil
+}
 
+// pageRenderer writes the sections of an experiment's HTML page, and
+// collects the figures it draws as PNG files by name.
+type pageRenderer struct {
+	d        *Doc
+	ix       index
+	variants []string
+	page     *report.Page
+	pngs     map[string][]byte
+	logf     func(string, ...any)
+}
+
+// tableSection is the results table with the run's settings, the table's
+// introduction and its notes.
+func (pr *pageRenderer) tableSection() {
+	d, p := pr.d, pr.page
 	p.Section("Table")
 	if d.Phantom {
 		p.Warning(PhantomWarning)
@@ -192,80 +230,103 @@ func renderPage(d *Doc, results []*Result, logf func(string, ...any)) (*report.P
 	for _, n := range d.Notes {
 		p.Warning("Note: " + n)
 	}
+}
 
+// rocSection draws a ROC figure per model and data set, every variant and
+// seed in it.
+func (pr *pageRenderer) rocSection() error {
+	d, p := pr.d, pr.page
 	p.Section("ROC curves")
 	p.Para("Test-set ROC curve per data set, one colour per method; the first seed is solid, further seeds dashed. The legend gives AUC mean ± std over seeds.")
 	for _, m := range d.Settings.Models {
 		var figs []report.Figure
 		for _, g := range d.Groups {
-			var lines []report.ROCLine
-			for vi, v := range variants {
-				var aucs []float64
-				var curves []metrics.ROCCurve
-				for _, seed := range ix.seeds {
-					r := ix.find(m, v, g, seed)
-					if r == nil {
-						continue
-					}
-					sc := r.Scores[g]
-					scores, labels := labelled(sc)
-					c, err := metrics.ROC(scores, labels)
-					if err != nil {
-						continue // one class only: no curve
-					}
-					a, _ := metrics.AUC(scores, labels)
-					aucs = append(aucs, a)
-					curves = append(curves, c)
-				}
-				for k, c := range curves {
-					lines = append(lines, report.ROCLine{Label: fmt.Sprintf("%s: AUC %s", shortLabel(d, m, v), metrics.FormatMeanStd(aucs)),
-						Curve: c, Colour: vi, Dashed: k > 0, NoLegend: k > 0})
-				}
-			}
+			lines := pr.rocLines(m, g)
 			if len(lines) == 0 {
 				continue
 			}
 			b, err := report.ROC(fmt.Sprintf("%s: %s", m, d.columnName(g)), lines)
 			if err != nil {
-				return nil, nil, err
+				return err
 			}
 			name := fmt.Sprintf("roc-%s-%s.png", slug(m), slug(g))
-			pngs[name] = b
+			pr.pngs[name] = b
 			figs = append(figs, report.Figure{PNG: b, Caption: fmt.Sprintf("ROC, %s, %s (%s)", m, g, name)})
 		}
 		p.Figures(figs...)
 	}
+	return nil
+}
 
+// rocLines are the ROC curves of model m on group g: a colour per variant,
+// a line per seed, labelled with the variant's AUC over the seeds.
+func (pr *pageRenderer) rocLines(m, g string) []report.ROCLine {
+	var lines []report.ROCLine
+	for vi, v := range pr.variants {
+		var aucs []float64
+		var curves []metrics.ROCCurve
+		for _, seed := range pr.ix.seeds {
+			r := pr.ix.find(m, v, g, seed)
+			if r == nil {
+				continue
+			}
+			sc := r.Scores[g]
+			scores, labels := labelled(sc)
+			c, err := metrics.ROC(scores, labels)
+			if err != nil {
+				continue // one class only: no curve
+			}
+			a, _ := metrics.AUC(scores, labels)
+			aucs = append(aucs, a)
+			curves = append(curves, c)
+		}
+		for k, c := range curves {
+			lines = append(lines, report.ROCLine{Label: fmt.Sprintf("%s: AUC %s", shortLabel(pr.d, m, v), metrics.FormatMeanStd(aucs)),
+				Curve: c, Colour: vi, Dashed: k > 0, NoLegend: k > 0})
+		}
+	}
+	return lines
+}
+
+// histogramSection draws the score histograms of the first seed.
+func (pr *pageRenderer) histogramSection() error {
+	d, p := pr.d, pr.page
 	p.Section("Score histograms")
 	p.Para("Test scores of normal and abnormal images (first seed; each class normalised to sum 1) with the threshold chosen on validation as a dashed line.")
 	for _, m := range d.Settings.Models {
 		for _, g := range d.Groups {
 			var figs []report.Figure
-			for _, v := range variants {
-				r := ix.firstSeed(m, v, g)
+			for _, v := range pr.variants {
+				r := pr.ix.firstSeed(m, v, g)
 				if r == nil {
 					continue
 				}
 				sc := r.Scores[g]
 				b, err := report.Histogram(fmt.Sprintf("%s, %s, seed %d", shortLabel(d, m, v), g, r.Seed), sc.Normal, sc.Abnormal, sc.Threshold)
 				if err != nil {
-					return nil, nil, err
+					return err
 				}
 				name := fmt.Sprintf("hist-%s-%s.png", slug(r.ID), slug(g))
-				pngs[name] = b
+				pr.pngs[name] = b
 				figs = append(figs, report.Figure{PNG: b, Caption: fmt.Sprintf("%s on %s (%s)", VariantLabel(d.Table, m, v), g, name)})
 			}
 			p.Figures(figs...)
 		}
 	}
+	return nil
+}
 
+// heatMapSection shows the heat-map montages the cells drew; one that
+// cannot be read is a warning, not a failure.
+func (pr *pageRenderer) heatMapSection() {
+	d, p := pr.d, pr.page
 	p.Section("Heat maps")
 	p.Para("Per-pixel anomaly maps of each model (its own map, or the reconstruction error) over the preprocessed test images: the highest-scoring images on top, the lowest below; left the image, right the overlay. The frame gives the true label: red abnormal, green normal. All tiles of a montage share one colour scale.")
 	for _, m := range d.Settings.Models {
 		for _, g := range d.Groups {
 			var figs []report.Figure
-			for _, v := range variants {
-				r := ix.firstSeed(m, v, g)
+			for _, v := range pr.variants {
+				r := pr.ix.firstSeed(m, v, g)
 				if r == nil {
 					continue
 				}
@@ -275,17 +336,22 @@ func renderPage(d *Doc, results []*Result, logf func(string, ...any)) (*report.P
 				}
 				b, err := os.ReadFile(filepath.Join(r.Dir, hm.File))
 				if err != nil {
-					logf("warning: %v", err)
+					pr.logf("warning: %v", err)
 					continue
 				}
 				name := fmt.Sprintf("heat-%s-%s.png", slug(r.ID), slug(g))
-				pngs[name] = b
+				pr.pngs[name] = b
 				figs = append(figs, report.Figure{PNG: b, Caption: fmt.Sprintf("%s, %s, seed %d (%s)", VariantLabel(d.Table, m, v), g, r.Seed, name), Wide: true})
 			}
 			p.Figures(figs...)
 		}
 	}
+}
 
+// tsneSection draws the t-SNE of z_c for the reference and the treated
+// variant of each model side by side.
+func (pr *pageRenderer) tsneSection() error {
+	d, p := pr.d, pr.page
 	p.Section("t-SNE of z_c")
 	ref, treated := tsnePair(d)
 	p.Para(fmt.Sprintf("t-SNE (exact, perplexity 30, seeded) of the continuous latent part z_c = z[m+o:] of test images, coloured by organ/modality group; rings are normal images, crosses abnormal. "+
@@ -294,7 +360,7 @@ func renderPage(d *Doc, results []*Result, logf func(string, ...any)) (*report.P
 	for _, m := range d.Settings.Models {
 		var figs []report.Figure
 		for _, v := range []string{ref, treated} {
-			r := ix.firstSeed(m, v, d.Groups[0])
+			r := pr.ix.firstSeed(m, v, d.Groups[0])
 			if r == nil || r.Latent == "" {
 				if v == VariantMixed && !d.Settings.Mixed {
 					p.Para("The baseline side needs the baseline trained on all data sets: run table1 with --mixed.")
@@ -303,15 +369,21 @@ func renderPage(d *Doc, results []*Result, logf func(string, ...any)) (*report.P
 			}
 			b, err := tsneFigure(r, shortLabel(d, m, v))
 			if err != nil {
-				return nil, nil, err
+				return err
 			}
 			name := fmt.Sprintf("tsne-%s.png", slug(r.ID))
-			pngs[name] = b
+			pr.pngs[name] = b
 			figs = append(figs, report.Figure{PNG: b, Caption: fmt.Sprintf("%s, seed %d (%s)", VariantLabel(d.Table, m, v), r.Seed, name)})
 		}
 		p.Figures(figs...)
 	}
+	return nil
+}
 
+// learningCurveSection draws each first-seed run's learning curve once;
+// a log that cannot be read or drawn is a warning, not a failure.
+func (pr *pageRenderer) learningCurveSection() {
+	d, p := pr.d, pr.page
 	p.Section("Learning curves")
 	p.Para("Top: every logged loss term over the iterations (first seed, moving average over 2% of the run; log scale when all terms are positive). " +
 		"Bottom: the AUC of each training group on its validation split, measured during training without changing it (maddr train --val-every); " +
@@ -319,31 +391,36 @@ func renderPage(d *Doc, results []*Result, logf func(string, ...any)) (*report.P
 	for _, m := range d.Settings.Models {
 		var figs []report.Figure
 		done := map[string]bool{}
-		for _, v := range variants {
+		for _, v := range pr.variants {
 			for _, g := range d.Groups {
-				r := ix.firstSeed(m, v, g)
+				r := pr.ix.firstSeed(m, v, g)
 				if r == nil || done[r.ID] {
 					continue
 				}
 				done[r.ID] = true
 				curve, err := train.ReadCurve(filepath.Join(r.Dir, train.LogFile))
 				if err != nil {
-					logf("warning: %v", err)
+					pr.logf("warning: %v", err)
 					continue
 				}
 				b, err := curve.PNG(r.ID)
 				if err != nil {
-					logf("warning: %v", err)
+					pr.logf("warning: %v", err)
 					continue
 				}
 				name := fmt.Sprintf("curve-%s.png", slug(r.ID))
-				pngs[name] = b
+				pr.pngs[name] = b
 				figs = append(figs, report.Figure{PNG: b, Caption: fmt.Sprintf("%s (%s)", VariantLabel(d.Table, m, v), name)})
 			}
 		}
 		p.Figures(figs...)
 	}
+}
 
+// cellsSection lists every finished cell with its timings and, folded
+// away, its training configuration.
+func (pr *pageRenderer) cellsSection(results []*Result) {
+	d, p := pr.d, pr.page
 	p.Section("Cells")
 	p.Para(fmt.Sprintf("%d of %d planned cells finished. Times are wall-clock seconds.", d.Finished, d.Planned))
 	var cellRows [][]string
@@ -359,7 +436,6 @@ func renderPage(d *Doc, results []*Result, logf func(string, ...any)) (*report.P
 	}
 	p.Table([]string{"cell", "seed", "iterations", "train s", "eval s", "plots s", "img/s", "host", "shard", "version", "finished (UTC)"}, cellRows)
 	p.Details("training configuration of every cell", configs.String())
-	return p, pngs, nil
 }
 
 // shortLabel is a legend-sized name of a variant.
