@@ -23,13 +23,6 @@ func small() Config {
 	return c
 }
 
-// testHook is the generator's stand-in for MADDR: 0.1 * mean_i sum_{k<4} z_ik^2.
-func testHook(z *torch.Tensor) (*torch.Tensor, map[string]float64, error) {
-	l := z.Narrow(1, 0, 4).Square().SumDims([]int64{1}, false).Mean().MulScalar(0.1)
-	v, err := l.Item()
-	return l, map[string]float64{"hook": v}, err
-}
-
 func TestParityWithPyTorch(t *testing.T) {
 	f := fixture.Read(t, parityFixture)
 	m, err := build(small())
@@ -46,7 +39,7 @@ func TestParityWithPyTorch(t *testing.T) {
 	m.cfg.Loss = "l1"
 	f.Compare(t, "score_l1", sc.Adopt(m.Score(x)))
 	m.cfg.Loss = "l2"
-	losses, out, err := m.trainStep(sc, baselines.Step{Iter: 1, X: x, Hook: testHook})
+	losses, out, err := m.trainStep(sc, baselines.Step{Iter: 1, X: x, Hook: fixture.StandInHook})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +111,7 @@ func TestTrainStepFreesEverything(t *testing.T) {
 	defer b.Store().Free()
 	step := func(i int) {
 		err := torch.Run(func(sc *torch.Scope) error {
-			_, err := b.TrainStep(sc, baselines.Step{Iter: i, X: randomBatch(t, sc, 4, 32, uint64(i)), Hook: testHook})
+			_, err := b.TrainStep(sc, baselines.Step{Iter: i, X: randomBatch(t, sc, 4, 32, uint64(i)), Hook: fixture.StandInHook})
 			return err
 		})
 		if err != nil {
@@ -163,11 +156,11 @@ func TestHookLossReachesTheEncoder(t *testing.T) {
 		return z.Sum().MulScalar(0), nil, nil
 	}
 	without := gradOf(t, zero, "enc.fc2.weight")
-	with := gradOf(t, testHook, "enc.fc2.weight")
+	with := gradOf(t, fixture.StandInHook, "enc.fc2.weight")
 	if parity.MaxAbsDiff(with, without) < 1e-6 {
 		t.Fatal("the hook's loss did not change the gradient of the layer producing z")
 	}
-	if d := parity.MaxAbsDiff(gradOf(t, zero, "dec.up2.conv.weight"), gradOf(t, testHook, "dec.up2.conv.weight")); !(d <= 1e-6) {
+	if d := parity.MaxAbsDiff(gradOf(t, zero, "dec.up2.conv.weight"), gradOf(t, fixture.StandInHook, "dec.up2.conv.weight")); !(d <= 1e-6) {
 		t.Fatalf("the hook changed the decoder's gradient by %g", d)
 	}
 }

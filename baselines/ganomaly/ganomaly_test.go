@@ -30,13 +30,6 @@ var variants = []struct {
 	}, []string{"g.enc1.fc2.weight", "g.dec.up0.conv.weight", "d.feat.weight"}},
 }
 
-// testHook is the generator's stand-in for MADDR: 0.1 * mean_i sum_{k<4} z_ik^2.
-func testHook(z *torch.Tensor) (*torch.Tensor, map[string]float64, error) {
-	l := z.Narrow(1, 0, 4).Square().SumDims([]int64{1}, false).Mean().MulScalar(0.1)
-	v, err := l.Item()
-	return l, map[string]float64{"hook": v}, err
-}
-
 func TestParityWithPyTorch(t *testing.T) {
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
@@ -54,7 +47,7 @@ func TestParityWithPyTorch(t *testing.T) {
 
 			// Keep the G-step gradients: the D step does not touch G, but
 			// read them before anything else could.
-			losses, out, err := m.trainStep(sc, baselines.Step{Iter: 1, X: x, Hook: testHook})
+			losses, out, err := m.trainStep(sc, baselines.Step{Iter: 1, X: x, Hook: fixture.StandInHook})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -126,7 +119,7 @@ func TestTrainStepFreesEverything(t *testing.T) {
 		step := func(i int) {
 			err := torch.Run(func(sc *torch.Scope) error {
 				x := randomBatch(t, sc, 4, 32, uint64(i))
-				if _, err := m.TrainStep(sc, baselines.Step{Iter: i, X: x, Hook: testHook}); err != nil {
+				if _, err := m.TrainStep(sc, baselines.Step{Iter: i, X: x, Hook: fixture.StandInHook}); err != nil {
 					return err
 				}
 				sc.Adopt(m.Score(x))
@@ -179,7 +172,7 @@ func TestHookLossReachesE1Only(t *testing.T) {
 		}
 		return out
 	}
-	a, b := grads(zero), grads(testHook)
+	a, b := grads(zero), grads(fixture.StandInHook)
 	if parity.MaxAbsDiff(a["g.enc1.final.conv.weight"], b["g.enc1.final.conv.weight"]) < 1e-6 {
 		t.Error("the hook's loss did not change the gradient of E1's last conv")
 	}

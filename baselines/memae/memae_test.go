@@ -23,13 +23,6 @@ func small() Config {
 	return c
 }
 
-// testHook is the generator's stand-in for MADDR: 0.1 * mean_i sum_{k<4} z_ik^2.
-func testHook(z *torch.Tensor) (*torch.Tensor, map[string]float64, error) {
-	l := z.Narrow(1, 0, 4).Square().SumDims([]int64{1}, false).Mean().MulScalar(0.1)
-	v, err := l.Item()
-	return l, map[string]float64{"hook": v}, err
-}
-
 func TestParityWithPyTorch(t *testing.T) {
 	f := fixture.Read(t, parityFixture)
 	m, err := build(small())
@@ -46,7 +39,7 @@ func TestParityWithPyTorch(t *testing.T) {
 	m.cfg.Addressing = "cosine"
 	f.Compare(t, "cosine.att", sc.Adopt(evalWeights(m, x)))
 	m.cfg.Addressing = "dot"
-	losses, out, err := m.trainStep(sc, baselines.Step{Iter: 1, X: x, Hook: testHook})
+	losses, out, err := m.trainStep(sc, baselines.Step{Iter: 1, X: x, Hook: fixture.StandInHook})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +111,7 @@ func TestTrainStepFreesEverything(t *testing.T) {
 		step := func(i int) {
 			err := torch.Run(func(sc *torch.Scope) error {
 				x := randomBatch(t, sc, 4, 32, uint64(i))
-				if _, err := b.TrainStep(sc, baselines.Step{Iter: i, X: x, Hook: testHook}); err != nil {
+				if _, err := b.TrainStep(sc, baselines.Step{Iter: i, X: x, Hook: fixture.StandInHook}); err != nil {
 					return err
 				}
 				sc.Adopt(b.Score(x))
@@ -167,7 +160,7 @@ func TestHookLossReachesTheEncoder(t *testing.T) {
 	zero := func(z *torch.Tensor) (*torch.Tensor, map[string]float64, error) {
 		return z.Sum().MulScalar(0), nil, nil
 	}
-	if parity.MaxAbsDiff(gradOf(t, zero, "enc.fc2.weight"), gradOf(t, testHook, "enc.fc2.weight")) < 1e-6 {
+	if parity.MaxAbsDiff(gradOf(t, zero, "enc.fc2.weight"), gradOf(t, fixture.StandInHook, "enc.fc2.weight")) < 1e-6 {
 		t.Fatal("the hook's loss did not change the gradient of the layer producing z")
 	}
 }
