@@ -135,6 +135,9 @@ func set(f *flag.Flag, value *yaml.Node) error {
 	// default; the repeatable flags here default to empty.
 	for _, text := range texts {
 		if err := f.Value.Set(text); err != nil {
+			if isList {
+				return fmt.Errorf("list item %q is not a value --%s takes: %w", text, f.Name, err)
+			}
 			// The standard flag types only say "parse error"; the
 			// expected type says more.
 			if err.Error() == "parse error" || errors.Is(err, strconv.ErrSyntax) {

@@ -104,11 +104,16 @@ type Options struct {
 	// OnValidation, when set, receives every point of the learning curve as
 	// it is measured.
 	OnValidation func(Validation)
+	// RunConfig is the configuration of the command that started the run,
+	// as YAML that --config reads (see package flagconfig). It is written to
+	// RunConfigFile and recorded in the model file.
+	RunConfig string
 }
 
 // File names inside a run directory.
 const (
 	ConfigFile     = "config.json"
+	RunConfigFile  = "run-config.yaml"
 	LogFile        = "log.jsonl"
 	CheckpointFile = "checkpoint.safetensors"
 	ModelFile      = "model.safetensors"
@@ -233,6 +238,9 @@ func Run(ctx context.Context, cfg Config, dir string, o Options) (*Result, error
 		_, err := w.Write(append(cfgJSON, '\n'))
 		return err
 	}); err != nil {
+		return nil, err
+	}
+	if err := writeRunConfig(dir, o.RunConfig); err != nil {
 		return nil, err
 	}
 
@@ -385,7 +393,7 @@ func Run(ctx context.Context, cfg Config, dir string, o Options) (*Result, error
 	err = modelfile.Save(modelPath, fw, modelfile.Manifest{
 		Version: version(), ImageSize: cfg.Preprocess.Size, Seed: cfg.Seed, Iterations: cfg.Iterations,
 		ModelOptions: cfg.ModelOptions, Vocabs: vocabs, Preprocess: cfg.Preprocess, Training: training,
-		GroupPairs: modelfile.GroupPairs(all),
+		GroupPairs: modelfile.GroupPairs(all), RunConfig: o.RunConfig,
 	})
 	if err != nil {
 		return nil, err
@@ -609,3 +617,15 @@ func version() string { return Version }
 
 // Version is set by the CLI to its build description.
 var Version = "dev"
+
+// writeRunConfig keeps the starting command's configuration beside the
+// run's other files, so the run can be repeated with --config.
+func writeRunConfig(dir, text string) error {
+	if text == "" {
+		return nil
+	}
+	return safetensors.WriteAtomic(filepath.Join(dir, RunConfigFile), func(w io.Writer) error {
+		_, err := io.WriteString(w, text)
+		return err
+	})
+}
