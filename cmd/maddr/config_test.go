@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/maddr-project/maddr/experiment"
 	"github.com/maddr-project/maddr/modelfile"
 	"github.com/maddr-project/maddr/train"
 )
@@ -145,5 +147,56 @@ func TestTrainConfigRecordedInModel(t *testing.T) {
 	}
 	if again := printConfig(t, "train", "--config", filepath.Join(dir, train.RunConfigFile)); again != want {
 		t.Errorf("the recorded configuration does not load back to itself:\n%s\n---\n%s", again, want)
+	}
+}
+
+// TestExperimentConfigRecordedInCells runs one shard of a tiny Table 1 from
+// a configuration file and finds the configuration in experiment.json and in
+// every cell's cell.json, run directory and model file.
+func TestExperimentConfigRecordedInCells(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "exp")
+	path := writeConfig(t, "model: ae\ndata:\n  - phantom,scale=0.05\nsize: 32\nresize: 0\ncrop: 0\niterations: 2\nbatch: 4\n"+
+		"seeds: \"7\"\nmixed: false\nthreads: 1\nno-report: true\nval-every: -1\nout: "+dir+"\n")
+	args := []string{"experiment", "table1", "--config", path, "--shard", "1/4"}
+	want := printConfig(t, args...)
+	var out, errb bytes.Buffer
+	if code := runMain(args, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	var rec experiment.Record
+	readJSONFile(t, filepath.Join(dir, experiment.ExperimentFile), &rec)
+	if rec.RunConfig != want {
+		t.Errorf("%s records\n%s\nwant\n%s", experiment.ExperimentFile, rec.RunConfig, want)
+	}
+	cells, err := filepath.Glob(filepath.Join(dir, experiment.CellsDir, "*", experiment.CellFile))
+	if err != nil || len(cells) == 0 {
+		t.Fatalf("no finished cells (%v)", err)
+	}
+	for _, cellFile := range cells {
+		cellDir := filepath.Dir(cellFile)
+		var res experiment.Result
+		readJSONFile(t, cellFile, &res)
+		m, _, err := modelfile.ReadManifest(filepath.Join(cellDir, train.ModelFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		inDir, err := os.ReadFile(filepath.Join(cellDir, train.RunConfigFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.RunConfig != want || m.RunConfig != want || string(inDir) != want {
+			t.Errorf("%s: cell.json, the model file or %s do not record the configuration", cellDir, train.RunConfigFile)
+		}
+	}
+}
+
+func readJSONFile(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
 	}
 }
