@@ -235,3 +235,28 @@ func TestEditDistance(t *testing.T) {
 		}
 	}
 }
+
+// FuzzLoad feeds arbitrary files to Load: it may refuse them, never panic,
+// and whatever it accepts must print and load back to the same text.
+func FuzzLoad(f *testing.F) {
+	for _, seed := range []string{"iterations: 600\n", "data: [a, b]\n", "seed: -1\n", "- x\n", "a: &x 1\nb: *x\n", "augment: true\ntimeout: 2m\n"} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s := newSettings()
+		if err := Load(s.fs, "fuzz.yaml", data, nil); err != nil {
+			return
+		}
+		first, err := Marshal(s.fs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again := newSettings()
+		if err := Load(again.fs, "printed.yaml", first, nil); err != nil {
+			t.Fatalf("the printed configuration does not load: %v\n%s", err, first)
+		}
+		if second, _ := Marshal(again.fs); string(second) != string(first) {
+			t.Fatalf("print, load, print differs:\n%s\n---\n%s", first, second)
+		}
+	})
+}
