@@ -148,6 +148,19 @@ func TestTrainConfigRecordedInModel(t *testing.T) {
 	if again := printConfig(t, "train", "--config", filepath.Join(dir, train.RunConfigFile)); again != want {
 		t.Errorf("the recorded configuration does not load back to itself:\n%s\n---\n%s", again, want)
 	}
+
+	// A model without a record (older, or trained through the library)
+	// makes 'maddr config' say so instead of printing nothing.
+	if err := modelfile.UpdateManifest(filepath.Join(dir, train.ModelFile), func(mf *modelfile.Manifest) error { mf.RunConfig = ""; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	errb.Reset()
+	if code := runMain([]string{"config", dir}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "records no configuration") {
+		t.Errorf("model without a record: exit %d, stderr %q", code, errb.String())
+	}
+	if code := runMain([]string{"config"}, &out, &errb); code != 2 {
+		t.Errorf("no argument: exit %d, want 2", code)
+	}
 }
 
 // TestExperimentConfigRecordedInCells runs one shard of a tiny Table 1 from
