@@ -53,6 +53,9 @@ type Result struct {
 	// Validation is the learning curve's validation AUC per group, measured
 	// during training on the validation split of the training groups.
 	Validation []train.Validation `json:"validation,omitempty"`
+	// RunConfig is the configuration of the command that ran the cell
+	// (YAML that --config reads).
+	RunConfig string `json:"run_config,omitempty"`
 
 	// Dir is where the cell was read from (not stored).
 	Dir string `json:"-"`
@@ -134,6 +137,9 @@ type Record struct {
 	Cells    []string  `json:"cells"`
 	Version  string    `json:"version"`
 	Updated  time.Time `json:"updated"`
+	// RunConfig is the configuration of the command that last ran the
+	// experiment (YAML that --config reads).
+	RunConfig string `json:"run_config,omitempty"`
 }
 
 func readRecord(dir string) (*Record, error) {

@@ -40,6 +40,10 @@ type Options struct {
 	// ValEvery is train.Options.ValEvery for every cell: how often the
 	// learning curve measures validation AUC. It does not change results.
 	ValEvery int
+	// RunConfig is the experiment command's configuration (YAML, see
+	// package flagconfig), recorded in experiment.json, every cell's
+	// cell.json and run directory, and every cell's model file.
+	RunConfig string
 }
 
 // Summary tells what a run did.
@@ -110,7 +114,7 @@ func Run(ctx context.Context, s Settings, dir string, o Options) (*Summary, erro
 	}
 	// Written only once the finished cells agree with the settings, so a
 	// refused rerun leaves the directory's record as it was.
-	if err := writeJSON(filepath.Join(dir, ExperimentFile), Record{Settings: s, Groups: groups, Cells: ids, Version: o.Version, Updated: time.Now().UTC()}); err != nil {
+	if err := writeJSON(filepath.Join(dir, ExperimentFile), Record{Settings: s, Groups: groups, Cells: ids, Version: o.Version, Updated: time.Now().UTC(), RunConfig: o.RunConfig}); err != nil {
 		return nil, err
 	}
 	o.logf("%s: %d cells planned, %d in shard %s, %d already finished, %d to run; groups %v",
@@ -156,7 +160,7 @@ func Run(ctx context.Context, s Settings, dir string, o Options) (*Summary, erro
 func runCell(ctx context.Context, s Settings, c Cell, samples []dataset.Sample, dir, label string, o Options) (*Result, error) {
 	cellDir := filepath.Join(dir, CellsDir, c.ID)
 	started := time.Now()
-	topts := train.Options{Resume: true, Samples: samples, Progress: o.Progress, Logf: o.Logf, Label: label, ValEvery: o.ValEvery}
+	topts := train.Options{Resume: true, Samples: samples, Progress: o.Progress, Logf: o.Logf, Label: label, ValEvery: o.ValEvery, RunConfig: o.RunConfig}
 	if o.AfterStep != nil {
 		topts.AfterStep = func(it int, l baselines.Losses) { o.AfterStep(c, it, l) }
 	}
@@ -244,7 +248,7 @@ func runCell(ctx context.Context, s Settings, c Cell, samples []dataset.Sample, 
 		Started: started.UTC(), Finished: time.Now().UTC(),
 		Timings:    Timings{TrainS: trainS, EvalS: evalS, ExtrasS: extrasS, TotalS: time.Since(started).Seconds(), ImagesPerS: tr.ImagesPerS},
 		Iterations: tr.Iterations, LatentDim: m.Framework.Base.LatentDim(), Notes: tr.Notes, Results: rep.Results, Counts: rep.Counts, Scores: scores,
-		HeatMaps: heat, Latent: latent, Dir: cellDir, Validation: tr.Validation,
+		HeatMaps: heat, Latent: latent, Dir: cellDir, Validation: tr.Validation, RunConfig: o.RunConfig,
 	}
 	if err := writeJSON(filepath.Join(cellDir, CellFile), r); err != nil {
 		return nil, err

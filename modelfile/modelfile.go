@@ -81,6 +81,10 @@ type Manifest struct {
 	Notes []string `json:"notes,omitempty"`
 	// Training records where the weights came from.
 	Training json.RawMessage `json:"training,omitempty"`
+	// RunConfig is the configuration of the command that trained the model
+	// (every flag's value, as YAML that --config reads); older files and
+	// models trained through the library lack it.
+	RunConfig string `json:"run_config,omitempty"`
 }
 
 // Options rebuilds the baseline options recorded in m.

@@ -104,11 +104,16 @@ type Options struct {
 	// OnValidation, when set, receives every point of the learning curve as
 	// it is measured.
 	OnValidation func(Validation)
+	// RunConfig is the configuration of the command that started the run,
+	// as YAML that --config reads (see package flagconfig). It is written to
+	// RunConfigFile and recorded in the model file.
+	RunConfig string
 }
 
 // File names inside a run directory.
 const (
 	ConfigFile     = "config.json"
+	RunConfigFile  = "run-config.yaml"
 	LogFile        = "log.jsonl"
 	CheckpointFile = "checkpoint.safetensors"
 	ModelFile      = "model.safetensors"
@@ -319,10 +324,13 @@ func (r *run) buildModel() error {
 // writeConfig records the run's configuration in the run directory.
 func (r *run) writeConfig() error {
 	cfgJSON, _ := json.MarshalIndent(r.cfg, "", "  ")
-	return safetensors.WriteAtomic(filepath.Join(r.dir, ConfigFile), func(w io.Writer) error {
+	if err := safetensors.WriteAtomic(filepath.Join(r.dir, ConfigFile), func(w io.Writer) error {
 		_, err := w.Write(append(cfgJSON, '\n'))
 		return err
-	})
+	}); err != nil {
+		return err
+	}
+	return writeRunConfig(r.dir, r.o.RunConfig)
 }
 
 // resumeOrCalibrate continues from the checkpoint when Options.Resume asks
@@ -509,7 +517,7 @@ func (r *run) finish(last baselines.Losses, t0 time.Time) (*Result, error) {
 	err := modelfile.Save(modelPath, r.fw, modelfile.Manifest{
 		Version: version(), ImageSize: cfg.Preprocess.Size, Seed: cfg.Seed, Iterations: cfg.Iterations,
 		ModelOptions: cfg.ModelOptions, Vocabs: r.vocabs, Preprocess: cfg.Preprocess, Training: training,
-		GroupPairs: modelfile.GroupPairs(r.all),
+		GroupPairs: modelfile.GroupPairs(r.all), RunConfig: r.o.RunConfig,
 	})
 	if err != nil {
 		return nil, err
@@ -733,3 +741,15 @@ func version() string { return Version }
 
 // Version is set by the CLI to its build description.
 var Version = "dev"
+
+// writeRunConfig keeps the starting command's configuration beside the
+// run's other files, so the run can be repeated with --config.
+func writeRunConfig(dir, text string) error {
+	if text == "" {
+		return nil
+	}
+	return safetensors.WriteAtomic(filepath.Join(dir, RunConfigFile), func(w io.Writer) error {
+		_, err := io.WriteString(w, text)
+		return err
+	})
+}

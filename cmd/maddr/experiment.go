@@ -89,7 +89,7 @@ func runExperimentTable(table experiment.Table, args []string, stdout, stderr io
 	every := fs.Int("checkpoint-every", 0, "checkpoint interval in iterations (0: a fifth of the run, at most 1000)")
 	skipBad := fs.Bool("skip-bad", false, "log and skip unreadable images")
 	device := fs.String("device", "cpu", "cpu or cuda[:N]")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseConfigured(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -163,11 +163,16 @@ func runExperimentTable(table experiment.Table, args []string, stdout, stderr io
 	if dir == "" {
 		dir = "experiment-" + string(table)
 	}
+	recorded, err := recordedConfig(fs)
+	if err != nil {
+		return err
+	}
 	setThreads(*threads)
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
 	sum, err := experiment.Run(ctx, s, dir, experiment.Options{
 		Shard: sh, Progress: stderr, Logf: logTo(stderr), Version: buildVersion(), NoReport: *noReport, ValEvery: *valEvery,
+		RunConfig: recorded,
 	})
 	if err != nil {
 		if ctx.Err() != nil {

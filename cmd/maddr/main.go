@@ -59,6 +59,9 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
 			return 2
 		}
+		if errors.Is(err, errConfigPrinted) {
+			return 0
+		}
 		fmt.Fprintf(stderr, "maddr %s: %v\n", args[0], err)
 		return 1
 	}

@@ -61,7 +61,7 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 	precision := precisionFlag(fs)
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	af := addArchiveFlags(fs)
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseConfigured(fs, args, stdout); err != nil {
 		return err
 	}
 	if *modelPath == "" || fs.NArg() == 0 {

@@ -39,7 +39,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate (with --tls-key)")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
 	insecure := fs.Bool("insecure", false, "allow a non-loopback address without authentication")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseConfigured(fs, args, stdout); err != nil {
 		return err
 	}
 	if *modelPath == "" || fs.NArg() > 0 {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 
@@ -36,6 +37,26 @@ func (l *specList) String() string {
 		parts = append(parts, s.String())
 	}
 	return strings.Join(parts, " ")
+}
+
+// Values gives each source in a form Set reads back, for --print-config.
+func (l *specList) Values() []string {
+	out := make([]string, len(*l))
+	for i, s := range *l {
+		out[i] = specText(s)
+	}
+	return out
+}
+
+// specText is a source's one-line form, or its JSON form when the one-line
+// form would not read back the same (a comma in a path).
+func specText(s dataset.Spec) string {
+	line := s.String()
+	if back, err := dataset.ParseSpec(line); err == nil && reflect.DeepEqual(back, s) {
+		return line
+	}
+	b, _ := json.Marshal(s)
+	return string(b)
 }
 
 func (l *specList) Set(v string) error {
@@ -194,7 +215,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("out", "", "run directory (required)")
 	resume := fs.Bool("resume", false, "continue from the run directory's last checkpoint")
 	valEvery := fs.Int("val-every", 0, "evaluate validation AUC per group every N iterations, plus before the first and after the last (0: 5 times evenly spaced plus both ends; -1: never); it does not change the trained weights")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseConfigured(fs, args, stdout); err != nil {
 		return err
 	}
 	if *out == "" || fs.NArg() > 0 {
@@ -239,7 +260,11 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
 	train.Version = buildVersion()
-	res, err := train.Run(ctx, cfg, *out, train.Options{Resume: *resume, Progress: stderr, Logf: logTo(stderr), ValEvery: *valEvery})
+	recorded, err := recordedConfig(fs)
+	if err != nil {
+		return err
+	}
+	res, err := train.Run(ctx, cfg, *out, train.Options{Resume: *resume, Progress: stderr, Logf: logTo(stderr), ValEvery: *valEvery, RunConfig: recorded})
 	if err != nil {
 		return err
 	}
