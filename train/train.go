@@ -210,21 +210,11 @@ func Run(ctx context.Context, cfg Config, dir string, o Options) (*Result, error
 		return nil, fmt.Errorf("the training set has %d images, fewer than one batch of %d", ld.Len(), cfg.BatchSize)
 	}
 
-	base, err := baselines.New(cfg.Model, baselines.Options{
-		ImageSize: cfg.Preprocess.Size, LatentDim: cfg.LatentDim, Seed: cfg.Seed, Iterations: cfg.Iterations, Raw: cfg.ModelOptions,
-		ClipGradNorm: cfg.ClipGradNorm,
-	})
+	fw, err := newFramework(&cfg, vocabs)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Iterations <= 0 {
-		cfg.Iterations = base.DefaultIterations()
-	}
-	classes := maddr.Classes{Organs: vocabs.Organ, Modalities: vocabs.Modality}
-	fw, err := maddr.New(base, cfg.MADDR, classes, cfg.Seed)
-	if err != nil {
-		return nil, err
-	}
+	base := fw.Base
 	if w := fw.MixupWarning(cfg.Iterations); w != "" {
 		logf("warning: %s", w)
 	}
