@@ -18,6 +18,7 @@ import (
 	"github.com/maddr-project/maddr/baselines"
 	"github.com/maddr-project/maddr/dataset"
 	"github.com/maddr-project/maddr/evaluate"
+	"github.com/maddr-project/maddr/metrics"
 	"github.com/maddr-project/maddr/modelfile"
 	"github.com/maddr-project/maddr/train"
 )
@@ -93,32 +94,9 @@ func Run(ctx context.Context, s Settings, dir string, o Options) (*Summary, erro
 	for i, c := range cells {
 		ids[i] = c.ID
 	}
-	sel := s.selectOptions()
-	sum := &Summary{Planned: len(cells)}
-	var todo []Cell
-	for i, c := range cells {
-		if !o.Shard.Owns(i) {
-			continue
-		}
-		sum.Owned++
-		cellDir := filepath.Join(dir, CellsDir, c.ID)
-		prev, err := readResult(filepath.Join(cellDir, CellFile))
-		switch {
-		case err == nil && prev.Hash == c.Hash(sel):
-			sum.Skipped = append(sum.Skipped, c.ID)
-			continue
-		case o.Redo && (err == nil || startedOtherwise(cellDir, c.Config)):
-			o.logf("cell %s was run with other settings: running it again", c.ID)
-			if err := os.RemoveAll(cellDir); err != nil {
-				return nil, err
-			}
-		case err == nil:
-			return nil, fmt.Errorf("cell %s in %s was finished with other settings (hash %s, now %s): use another output directory, or delete that cell to redo it",
-				c.ID, dir, prev.Hash, c.Hash(sel))
-		case !errors.Is(err, os.ErrNotExist):
-			return nil, err
-		}
-		todo = append(todo, c)
+	sum, todo, err := pendingCells(dir, cells, s.selectOptions(), o)
+	if err != nil {
+		return nil, err
 	}
 	// Written only once the finished cells agree with the settings, so a
 	// refused rerun leaves the directory's record as it was.
@@ -162,6 +140,39 @@ func Run(ctx context.Context, s Settings, dir string, o Options) (*Summary, erro
 	}
 	sum.Outputs, err = WriteReport(dir, []string{dir}, o.Logf)
 	return sum, err
+}
+
+// pendingCells sorts the shard's cells into those finished in dir with the
+// same settings (skipped) and those to run; a cell finished or started with
+// other settings is an error, or is deleted to run again with o.Redo.
+func pendingCells(dir string, cells []Cell, sel metrics.SelectOptions, o Options) (*Summary, []Cell, error) {
+	sum := &Summary{Planned: len(cells)}
+	var todo []Cell
+	for i, c := range cells {
+		if !o.Shard.Owns(i) {
+			continue
+		}
+		sum.Owned++
+		cellDir := filepath.Join(dir, CellsDir, c.ID)
+		prev, err := readResult(filepath.Join(cellDir, CellFile))
+		switch {
+		case err == nil && prev.Hash == c.Hash(sel):
+			sum.Skipped = append(sum.Skipped, c.ID)
+			continue
+		case o.Redo && (err == nil || startedOtherwise(cellDir, c.Config)):
+			o.logf("cell %s was run with other settings: running it again", c.ID)
+			if err := os.RemoveAll(cellDir); err != nil {
+				return nil, nil, err
+			}
+		case err == nil:
+			return nil, nil, fmt.Errorf("cell %s in %s was finished with other settings (hash %s, now %s): use another output directory, or delete that cell to redo it",
+				c.ID, dir, prev.Hash, c.Hash(sel))
+		case !errors.Is(err, os.ErrNotExist):
+			return nil, nil, err
+		}
+		todo = append(todo, c)
+	}
+	return sum, todo, nil
 }
 
 // startedOtherwise reports whether an unfinished cell's training was

@@ -157,18 +157,9 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	writeSensitivity(&b, sens, st)
 	fmt.Fprint(stdout, b.String())
 
-	plots, err := sensitivityPlots(sens, st)
+	plots, err := demoPlots(st, sens, montage, montageTitles)
 	if err != nil {
 		return err
-	}
-	if len(montage) > 0 {
-		img, err := report.HeatMontage(montage, montageTitles, st.Size)
-		if err != nil {
-			return err
-		}
-		if plots["heatmaps.png"], err = report.PNG(img); err != nil {
-			return err
-		}
 	}
 	files := map[string][]byte{"demo.md": []byte(b.String())}
 	maps.Copy(files, plots)
@@ -176,14 +167,30 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		"notes": notes, "wall_seconds": took.Seconds(), "cpu_seconds": cpu}, "", "  "); err != nil {
 		return err
 	}
-	for name, content := range files {
-		if err := safetensors.WriteAtomic(filepath.Join(out, name), func(w io.Writer) error { _, err := w.Write(content); return err }); err != nil {
-			return err
-		}
+	if err := writeFiles(out, files); err != nil {
+		return err
 	}
 	fmt.Fprintf(stdout, "\nreport: %s (plots %s), models: %s\n", filepath.Join(out, "demo.md"),
 		strings.Join(slices.Sorted(maps.Keys(plots)), ", "), filepath.Join(out, experiment.CellsDir, "*", train.ModelFile))
 	return nil
+}
+
+// demoPlots are the sensitivity plots and the heat-map montage, as PNG files by name.
+func demoPlots(st demoSettings, sens []sensBin, montage [][]report.Tile, montageTitles []string) (map[string][]byte, error) {
+	plots, err := sensitivityPlots(sens, st)
+	if err != nil {
+		return nil, err
+	}
+	if len(montage) > 0 {
+		img, err := report.HeatMontage(montage, montageTitles, st.Size)
+		if err != nil {
+			return nil, err
+		}
+		if plots["heatmaps.png"], err = report.PNG(img); err != nil {
+			return nil, err
+		}
+	}
+	return plots, nil
 }
 
 // parseDemoFlags reads the demo's flags into its settings and report directory.
@@ -618,6 +625,15 @@ func writeDemoSummary(b *strings.Builder, st demoSettings, groups []string, runs
 				metrics.FormatMeanStd(field(rs, func(r demoRun) float64 { return r.MacroF1 })))
 		}
 	}
+	writeVerdicts(b, st, groups, runs)
+	b.WriteString("\n" + evaluate.F1Explanation + "\n")
+	for _, n := range notes {
+		fmt.Fprintf(b, "NOTE: %s\n", n)
+	}
+}
+
+// writeVerdicts says per group whether each trained row beats the references by the clear margin.
+func writeVerdicts(b *strings.Builder, st demoSettings, groups []string, runs []demoRun) {
 	b.WriteString("\nVerdict (a trained row counts as a detector when its mean AUC minus one std is at least ")
 	fmt.Fprintf(b, "%.0f points above every reference's mean plus one std, or above the statistic's upper bootstrap end):\n", clearMargin)
 	for _, g := range groups {
@@ -655,10 +671,16 @@ func writeDemoSummary(b *strings.Builder, st demoSettings, groups []string, runs
 		}
 		fmt.Fprintf(b, "- %s: %s\n", g, strings.Join(parts, "; "))
 	}
-	b.WriteString("\n" + evaluate.F1Explanation + "\n")
-	for _, n := range notes {
-		fmt.Fprintf(b, "NOTE: %s\n", n)
+}
+
+// writeFiles writes each named content into dir.
+func writeFiles(dir string, files map[string][]byte) error {
+	for name, content := range files {
+		if err := safetensors.WriteAtomic(filepath.Join(dir, name), func(w io.Writer) error { _, err := w.Write(content); return err }); err != nil {
+			return err
+		}
 	}
+	return nil
 }
 
 func groupsOf(samples []dataset.Sample) []string {
