@@ -66,16 +66,17 @@ var demoModelOptions = map[string]string{
 	"fanogan": `{"width": 16}`,
 }
 
-// Method names of the demo's rows.
+// Method names of the demo's rows; a trained row's network before training is its name plus iter0Suffix.
 const (
 	rowStatistic = "statistic"
-	rowBase0     = "baseline-iter0"
 	rowBase      = "baseline"
 	// rowBaseAll is the baseline trained once on all groups without MADDR's terms: it separates what sharing one
 	// network across groups costs from what MADDR's heads, center loss and mixup add.
-	rowBaseAll = "baseline-all"
-	rowMADDR0  = "maddr-iter0"
-	rowMADDR   = "maddr"
+	rowBaseAll  = "baseline-all"
+	rowMADDR    = "maddr"
+	iter0Suffix = "-iter0"
+	rowBase0    = rowBase + iter0Suffix
+	rowMADDR0   = rowMADDR + iter0Suffix
 )
 
 // demoRun is one scored model (or the training-free statistic) for one group and seed.

@@ -107,8 +107,6 @@ func runDemoCells(ctx context.Context, st demoSettings, data *demoData, out stri
 // demoRowOf names the demo's row of each Table 1 variant; "-iter0" is appended for the network before training.
 var demoRowOf = map[string]string{experiment.VariantSingle: rowBase, experiment.VariantMixed: rowBaseAll, experiment.VariantMADDR: rowMADDR}
 
-const iter0Suffix = "-iter0"
-
 // runsOfCells are the demo's per-group rows of the cells: each trained model and, before it, its iteration-0 network.
 func runsOfCells(cells []*experiment.Result) ([]demoRun, error) {
 	var runs []demoRun
