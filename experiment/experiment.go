@@ -72,6 +72,10 @@ type Settings struct {
 	ModelOptions map[string]json.RawMessage `json:"model_options,omitempty"`
 	// Mixed adds the baseline trained on all data without MADDR to Table 1.
 	Mixed bool `json:"mixed"`
+	// MADDR is the framework's configuration for Table 1's MADDR variant and
+	// the base of Table 2's rows (nil: the paper's, maddr.Paper); the mixup
+	// window is always scaled to the schedule.
+	MADDR *maddr.Config `json:"maddr,omitempty"`
 	// Roles name the groups that play the paper's three data sets in Table 2.
 	Roles Roles `json:"roles"`
 	// Criterion and Steps choose thresholds on validation (zero: paper).
@@ -83,6 +87,14 @@ type Settings struct {
 	// LatentPerGroup caps the test images per group whose z_c is kept for
 	// the t-SNE figure (0: 100).
 	LatentPerGroup int `json:"latent_per_group,omitempty"`
+	// Split is the split every cell is scored on: "" or "test" (the
+	// paper's protocol), or "val" to compare candidate settings without
+	// looking at the test images. Thresholds always come from validation.
+	Split string `json:"split,omitempty"`
+	// Untrained also scores every cell's network before its first training
+	// step (same seed, same calibration): the iteration-0 reference that
+	// tells what training added (Result.Untrained).
+	Untrained bool `json:"untrained,omitempty"`
 
 	// Run-time only.
 	Threads         int   `json:"-"`
@@ -141,22 +153,52 @@ type Cell struct {
 	EvalGroups []string     `json:"eval_groups"`
 	Seed       uint64       `json:"seed"`
 	Config     train.Config `json:"config"`
+	// Split and Untrained are the settings' (see Settings).
+	Split     string `json:"split,omitempty"`
+	Untrained bool   `json:"untrained,omitempty"`
+}
+
+// SplitVal is Settings.Split's selection mode: cells are scored on validation.
+const SplitVal = "val"
+
+// scoredSplit is the split the cell's metrics are measured on.
+func (c Cell) scoredSplit() dataset.Split {
+	if c.Split == SplitVal {
+		return dataset.Val
+	}
+	return dataset.Test
 }
 
 // Hash identifies what a cell computes: its training configuration without
 // run-time settings, the groups it is evaluated on and the threshold rule.
 // A finished cell whose hash differs from the planned one was run with other
 // settings and is never silently reused.
+// The split and the iteration-0 scores count only when set, so the cells of
+// experiments planned before they existed keep their hashes.
 func (c Cell) Hash(sel metrics.SelectOptions) string {
-	cfg := c.Config
-	cfg.Threads, cfg.Workers, cfg.CacheBytes, cfg.CheckpointEvery, cfg.SkipBad = 0, 0, 0, 0, false
 	b, _ := json.Marshal(struct {
-		Config train.Config          `json:"config"`
-		Eval   []string              `json:"eval"`
-		Select metrics.SelectOptions `json:"select"`
-	}{cfg, c.EvalGroups, sel})
+		Config    train.Config          `json:"config"`
+		Eval      []string              `json:"eval"`
+		Select    metrics.SelectOptions `json:"select"`
+		Split     string                `json:"split,omitempty"`
+		Untrained bool                  `json:"untrained,omitempty"`
+	}{identity(c.Config), c.EvalGroups, sel, c.Split, c.Untrained})
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:8])
+}
+
+// identity is cfg without its run-time settings: what the run computes.
+func identity(cfg train.Config) train.Config {
+	cfg.Threads, cfg.Workers, cfg.CacheBytes, cfg.CheckpointEvery, cfg.SkipBad = 0, 0, 0, 0, false
+	return cfg
+}
+
+// maddrConfig is the MADDR configuration of the settings.
+func (s Settings) maddrConfig() maddr.Config {
+	if s.MADDR != nil {
+		return *s.MADDR
+	}
+	return maddr.Paper()
 }
 
 // selectOptions is the threshold rule of the settings.
@@ -217,13 +259,14 @@ func (a Ablation) DatasetsLabel() string {
 	return "LiTS+CT+XR"
 }
 
-// config is MADDR's configuration for the row: baseline only for rows 1-3;
-// mixup follows the "auto" rule (on iff a constraint is active).
-func (a Ablation) config(iterations int) maddr.Config {
+// config is MADDR's configuration for the row, built on full (the
+// settings' MADDR configuration): baseline only for rows 1-3; mixup follows
+// the "auto" rule (on iff a constraint is active).
+func (a Ablation) config(full maddr.Config, iterations int) maddr.Config {
 	if !a.Organ && !a.Modality && !a.Center {
 		return maddr.BaselineOnly()
 	}
-	c := maddr.Paper()
+	c := full
 	c.Organ, c.Modality, c.Center, c.Disentangle = a.Organ, a.Modality, a.Center, a.Disentangle
 	return c.ScaleMixup(iterations)
 }
@@ -327,6 +370,9 @@ func Plan(s Settings, groups []string) ([]Cell, error) {
 	if len(groups) == 0 {
 		return nil, fmt.Errorf("the data has no group with train, validation and test images")
 	}
+	if s.Split != "" && s.Split != string(dataset.Test) && s.Split != SplitVal {
+		return nil, fmt.Errorf("split %q: want test or val", s.Split)
+	}
 	seen := map[uint64]bool{}
 	for _, seed := range s.Seeds {
 		if seen[seed] {
@@ -371,7 +417,7 @@ func Plan(s Settings, groups []string) ([]Cell, error) {
 						Variant: VariantMixed, EvalGroups: slices.Clone(groups), Seed: seed, Config: c})
 				}
 				c := base(m, seed, iters[m])
-				c.Groups, c.MADDR = slices.Clone(groups), maddr.Paper().ScaleMixup(iters[m])
+				c.Groups, c.MADDR = slices.Clone(groups), s.maddrConfig().ScaleMixup(iters[m])
 				cells = append(cells, Cell{ID: fmt.Sprintf("t1-%s-maddr-s%d", m, seed), Table: Table1, Model: m,
 					Variant: VariantMADDR, EvalGroups: slices.Clone(groups), Seed: seed, Config: c})
 			}
@@ -398,7 +444,7 @@ func Plan(s Settings, groups []string) ([]Cell, error) {
 					if a.Latent > 0 {
 						c.LatentDim = a.Latent
 					}
-					c.MADDR = a.config(iters[m])
+					c.MADDR = a.config(s.maddrConfig(), iters[m])
 					return c
 				}
 				if a.Datasets == "single" {
@@ -418,6 +464,13 @@ func Plan(s Settings, groups []string) ([]Cell, error) {
 		}
 	default:
 		return nil, fmt.Errorf("unknown table %q (table1 or table2)", s.Table)
+	}
+	split := s.Split
+	if split == string(dataset.Test) {
+		split = "" // the default, spelt out: same cells
+	}
+	for i := range cells {
+		cells[i].Split, cells[i].Untrained = split, s.Untrained
 	}
 	return cells, nil
 }

@@ -1,13 +1,19 @@
 package experiment
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
 
 	_ "github.com/maddr-project/maddr/baselines/all"
 	"github.com/maddr-project/maddr/dataset"
+	"github.com/maddr-project/maddr/maddr"
+	"github.com/maddr-project/maddr/metrics"
 	"github.com/maddr-project/maddr/preprocess"
+	"github.com/maddr-project/maddr/train"
 )
 
 var phantomGroups = []string{"liver-ct", "lung-ct", "chest-xray"}
@@ -202,5 +208,63 @@ func TestPaperNumbers(t *testing.T) {
 	}
 	if _, ok := p.Table2AUC("dpa", 4, "lung-xray"); ok {
 		t.Error("row 4 has no X-ray number")
+	}
+}
+
+// TestPlanRunnerOptions checks the options the demo added to the runner: unset, they leave every cell's hash as
+// it was before they existed; set, they are part of each cell.
+func TestPlanRunnerOptions(t *testing.T) {
+	s := planSettings(Table1)
+	cells, err := Plan(s, phantomGroups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cells {
+		// The hash as computed before Split, Untrained and MADDR existed.
+		cfg := c.Config
+		cfg.Threads, cfg.Workers, cfg.CacheBytes, cfg.CheckpointEvery, cfg.SkipBad = 0, 0, 0, 0, false
+		b, _ := json.Marshal(struct {
+			Config train.Config          `json:"config"`
+			Eval   []string              `json:"eval"`
+			Select metrics.SelectOptions `json:"select"`
+		}{cfg, c.EvalGroups, s.selectOptions()})
+		h := sha256.Sum256(b)
+		if want := hex.EncodeToString(h[:8]); c.Hash(s.selectOptions()) != want {
+			t.Errorf("%s: hash %s, was %s", c.ID, c.Hash(s.selectOptions()), want)
+		}
+	}
+
+	spelt := s
+	spelt.Split = "test"
+	same, err := Plan(spelt, phantomGroups)
+	if err != nil || same[0].Hash(s.selectOptions()) != cells[0].Hash(s.selectOptions()) {
+		t.Errorf("split \"test\" spelt out changed the cells: %v", err)
+	}
+
+	opt := s
+	opt.Split, opt.Untrained = SplitVal, true
+	mc := maddr.Paper()
+	mc.LambdaCenter = 0.5
+	opt.MADDR = &mc
+	changed, err := Plan(opt, phantomGroups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range changed {
+		if c.Split != SplitVal || !c.Untrained || c.Hash(s.selectOptions()) == cells[i].Hash(s.selectOptions()) {
+			t.Errorf("%s: split %q, untrained %v, hash unchanged %v", c.ID, c.Split, c.Untrained, c.Hash(s.selectOptions()) == cells[i].Hash(s.selectOptions()))
+		}
+		if got := c.Config.MADDR.LambdaCenter; c.Variant == VariantMADDR && got != 0.5 {
+			t.Errorf("%s: center weight %g, want the settings' 0.5", c.ID, got)
+		}
+		if c.Variant == VariantMADDR && c.Config.MADDR.Mixup.End != cells[i].Config.MADDR.Mixup.End {
+			t.Errorf("%s: the settings' MADDR configuration must get the schedule's mixup window", c.ID)
+		}
+	}
+
+	bad := s
+	bad.Split = "train"
+	if _, err := Plan(bad, phantomGroups); err == nil || !strings.Contains(err.Error(), "want test or val") {
+		t.Errorf("split train: %v", err)
 	}
 }

@@ -56,6 +56,9 @@ type Result struct {
 	// RunConfig is the configuration of the command that ran the cell
 	// (YAML that --config reads).
 	RunConfig string `json:"run_config,omitempty"`
+	// Untrained is the network before training scored the same way, when
+	// the settings ask for it (Settings.Untrained).
+	Untrained *Evaluation `json:"untrained,omitempty"`
 
 	// Dir is where the cell was read from (not stored).
 	Dir string `json:"-"`
@@ -63,9 +66,11 @@ type Result struct {
 
 // Timings are wall-clock seconds of a cell's parts.
 type Timings struct {
-	TrainS     float64 `json:"train_s"`
-	EvalS      float64 `json:"eval_s"`
-	ExtrasS    float64 `json:"extras_s"`
+	TrainS  float64 `json:"train_s"`
+	EvalS   float64 `json:"eval_s"`
+	ExtrasS float64 `json:"extras_s"`
+	// UntrainedS is the scoring of the network before training.
+	UntrainedS float64 `json:"untrained_s,omitempty"`
 	TotalS     float64 `json:"total_s"`
 	ImagesPerS float64 `json:"train_images_per_s"`
 }
@@ -75,6 +80,17 @@ type GroupScores struct {
 	Normal    []float64 `json:"normal"`
 	Abnormal  []float64 `json:"abnormal"`
 	Threshold float64   `json:"threshold"`
+	// NormalIDs and AbnormalIDs are the sample IDs of the scores, in the
+	// same order, so per-image facts the data knows (a phantom's lesion
+	// sizes, say) can be joined with the scores afterwards.
+	NormalIDs   []string `json:"normal_ids,omitempty"`
+	AbnormalIDs []string `json:"abnormal_ids,omitempty"`
+}
+
+// Evaluation is one model's metrics and scores on a cell's groups.
+type Evaluation struct {
+	Results metrics.GroupedReport  `json:"results"`
+	Scores  map[string]GroupScores `json:"scores"`
 }
 
 // HeatMap describes one montage: the most abnormal test images on top, the

@@ -1,7 +1,9 @@
 package experiment
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +18,7 @@ import (
 	"github.com/maddr-project/maddr/baselines"
 	"github.com/maddr-project/maddr/dataset"
 	"github.com/maddr-project/maddr/evaluate"
+	"github.com/maddr-project/maddr/metrics"
 	"github.com/maddr-project/maddr/modelfile"
 	"github.com/maddr-project/maddr/train"
 )
@@ -44,6 +47,10 @@ type Options struct {
 	// package flagconfig), recorded in experiment.json, every cell's
 	// cell.json and run directory, and every cell's model file.
 	RunConfig string
+	// Redo deletes and runs again a cell that was finished, or started,
+	// with other settings, instead of refusing the run (the demo, which its
+	// users rerun with other flags into the same directory).
+	Redo bool
 }
 
 // Summary tells what a run did.
@@ -91,26 +98,9 @@ func Run(ctx context.Context, s Settings, dir string, o Options) (*Summary, erro
 	for i, c := range cells {
 		ids[i] = c.ID
 	}
-	sel := s.selectOptions()
-	sum := &Summary{Planned: len(cells)}
-	var todo []Cell
-	for i, c := range cells {
-		if !o.Shard.Owns(i) {
-			continue
-		}
-		sum.Owned++
-		prev, err := readResult(filepath.Join(dir, CellsDir, c.ID, CellFile))
-		switch {
-		case err == nil && prev.Hash == c.Hash(sel):
-			sum.Skipped = append(sum.Skipped, c.ID)
-			continue
-		case err == nil:
-			return nil, fmt.Errorf("cell %s in %s was finished with other settings (hash %s, now %s): use another output directory, or delete that cell to redo it",
-				c.ID, dir, prev.Hash, c.Hash(sel))
-		case !errors.Is(err, os.ErrNotExist):
-			return nil, err
-		}
-		todo = append(todo, c)
+	sum, todo, err := pendingCells(dir, cells, s.selectOptions(), o)
+	if err != nil {
+		return nil, err
 	}
 	// Written only once the finished cells agree with the settings, so a
 	// refused rerun leaves the directory's record as it was.
@@ -156,10 +146,74 @@ func Run(ctx context.Context, s Settings, dir string, o Options) (*Summary, erro
 	return sum, err
 }
 
+// pendingCells sorts the shard's cells into those finished in dir with the
+// same settings (skipped) and those to run; a cell finished or started with
+// other settings is an error, or is deleted to run again with o.Redo.
+func pendingCells(dir string, cells []Cell, sel metrics.SelectOptions, o Options) (*Summary, []Cell, error) {
+	sum := &Summary{Planned: len(cells)}
+	var todo []Cell
+	for i, c := range cells {
+		if !o.Shard.Owns(i) {
+			continue
+		}
+		sum.Owned++
+		cellDir := filepath.Join(dir, CellsDir, c.ID)
+		prev, err := readResult(filepath.Join(cellDir, CellFile))
+		switch {
+		case err == nil && prev.Hash == c.Hash(sel):
+			sum.Skipped = append(sum.Skipped, c.ID)
+			continue
+		case o.Redo && (err == nil || startedOtherwise(cellDir, c.Config)):
+			o.logf("cell %s was run with other settings: running it again", c.ID)
+			if err := os.RemoveAll(cellDir); err != nil {
+				return nil, nil, err
+			}
+		case err == nil:
+			return nil, nil, fmt.Errorf("cell %s in %s was finished with other settings (hash %s, now %s): use another output directory, or delete that cell to redo it",
+				c.ID, dir, prev.Hash, c.Hash(sel))
+		case !errors.Is(err, os.ErrNotExist):
+			return nil, nil, err
+		}
+		todo = append(todo, c)
+	}
+	return sum, todo, nil
+}
+
+// startedOtherwise reports whether an unfinished cell's training was
+// started with another configuration than cfg (its checkpoint cannot be
+// resumed).
+func startedOtherwise(cellDir string, cfg train.Config) bool {
+	b, err := os.ReadFile(filepath.Join(cellDir, train.ConfigFile))
+	if err != nil {
+		return false
+	}
+	var started train.Config
+	if json.Unmarshal(b, &started) != nil {
+		return true
+	}
+	was, _ := json.Marshal(identity(started))
+	now, _ := json.Marshal(identity(cfg))
+	return !bytes.Equal(was, now)
+}
+
 // runCell trains, evaluates and records one cell.
 func runCell(ctx context.Context, s Settings, c Cell, samples []dataset.Sample, dir, label string, o Options) (*Result, error) {
 	cellDir := filepath.Join(dir, CellsDir, c.ID)
 	started := time.Now()
+	val, scored, err := evaluationSamples(c, samples)
+	if err != nil {
+		return nil, err
+	}
+	var untrained *Evaluation
+	if c.Untrained {
+		// Before training, as the network is still in the state it starts from.
+		if untrained, err = scoreUntrained(ctx, s, c, samples, val, scored); err != nil {
+			return nil, fmt.Errorf("untrained network: %w", err)
+		}
+	}
+	untrainedS := time.Since(started).Seconds()
+
+	trainStart := time.Now()
 	topts := train.Options{Resume: true, Samples: samples, Progress: o.Progress, Logf: o.Logf, Label: label, ValEvery: o.ValEvery, RunConfig: o.RunConfig}
 	if o.AfterStep != nil {
 		topts.AfterStep = func(it int, l baselines.Losses) { o.AfterStep(c, it, l) }
@@ -171,7 +225,7 @@ func runCell(ctx context.Context, s Settings, c Cell, samples []dataset.Sample, 
 	if err != nil {
 		return nil, err
 	}
-	trainS := time.Since(started).Seconds()
+	trainS := time.Since(trainStart).Seconds()
 
 	evalStart := time.Now()
 	m, err := modelfile.Load(tr.ModelPath)
@@ -179,30 +233,7 @@ func runCell(ctx context.Context, s Settings, c Cell, samples []dataset.Sample, 
 		return nil, err
 	}
 	defer m.Framework.Base.Store().Free()
-	var val, test []dataset.Sample
-	for _, smp := range samples {
-		if !slices.Contains(c.EvalGroups, smp.Group) {
-			continue
-		}
-		switch smp.Split {
-		case dataset.Val:
-			val = append(val, smp)
-		case dataset.Test:
-			test = append(test, smp)
-		}
-	}
-	if len(val) == 0 || len(test) == 0 {
-		return nil, fmt.Errorf("groups %v have %d validation and %d test images; both are needed", c.EvalGroups, len(val), len(test))
-	}
-	vs, err := evaluate.ScoreSamples(ctx, m, val, 32, s.SkipBad)
-	if err != nil {
-		return nil, err
-	}
-	ts, err := evaluate.ScoreSamples(ctx, m, test, 32, s.SkipBad)
-	if err != nil {
-		return nil, err
-	}
-	rep, err := evaluate.FromScores(m, val, test, vs, ts, s.selectOptions())
+	rep, ev, ts, err := scoreModel(ctx, s, c, m, val, scored)
 	if err != nil {
 		return nil, err
 	}
@@ -210,32 +241,16 @@ func runCell(ctx context.Context, s Settings, c Cell, samples []dataset.Sample, 
 	if err := modelfile.UpdateManifest(tr.ModelPath, func(mf *modelfile.Manifest) error { mf.Thresholds = th; return nil }); err != nil {
 		return nil, err
 	}
-	scores := map[string]GroupScores{}
-	for _, gr := range rep.Results.Groups {
-		scores[gr.Group] = GroupScores{Threshold: gr.Threshold.Value}
-	}
-	for i, smp := range test {
-		if math.IsNaN(ts[i]) {
-			continue
-		}
-		gs := scores[smp.Group]
-		if smp.Label == dataset.Abnormal {
-			gs.Abnormal = append(gs.Abnormal, ts[i])
-		} else {
-			gs.Normal = append(gs.Normal, ts[i])
-		}
-		scores[smp.Group] = gs
-	}
 	evalS := time.Since(evalStart).Seconds()
 
 	extrasStart := time.Now()
-	heat, err := writeHeatMaps(ctx, m, test, ts, cellDir, heatCount(s))
+	heat, err := writeHeatMaps(ctx, m, scored, ts, cellDir, heatCount(s))
 	if err != nil {
 		return nil, fmt.Errorf("heat maps: %w", err)
 	}
 	latent := ""
 	if len(c.EvalGroups) > 1 {
-		if err := writeLatents(ctx, m, test, filepath.Join(cellDir, LatentFile), latentCount(s)); err != nil {
+		if err := writeLatents(ctx, m, scored, filepath.Join(cellDir, LatentFile), latentCount(s)); err != nil {
 			return nil, fmt.Errorf("latent codes: %w", err)
 		}
 		latent = LatentFile
@@ -246,9 +261,11 @@ func runCell(ctx context.Context, s Settings, c Cell, samples []dataset.Sample, 
 	r := &Result{
 		Cell: c, Hash: c.Hash(s.selectOptions()), Version: o.Version, Host: host, Shard: o.Shard.String(),
 		Started: started.UTC(), Finished: time.Now().UTC(),
-		Timings:    Timings{TrainS: trainS, EvalS: evalS, ExtrasS: extrasS, TotalS: time.Since(started).Seconds(), ImagesPerS: tr.ImagesPerS},
-		Iterations: tr.Iterations, LatentDim: m.Framework.Base.LatentDim(), Notes: tr.Notes, Results: rep.Results, Counts: rep.Counts, Scores: scores,
-		HeatMaps: heat, Latent: latent, Dir: cellDir, Validation: tr.Validation, RunConfig: o.RunConfig,
+		Timings: Timings{TrainS: trainS, EvalS: evalS, ExtrasS: extrasS, UntrainedS: untrainedS, TotalS: time.Since(started).Seconds(),
+			ImagesPerS: tr.ImagesPerS},
+		Iterations: tr.Iterations, LatentDim: m.Framework.Base.LatentDim(), Notes: tr.Notes, Results: ev.Results, Counts: rep.Counts, Scores: ev.Scores,
+		HeatMaps: heat, Latent: latent, Dir: cellDir, Validation: tr.Validation, Untrained: untrained,
+		RunConfig: o.RunConfig,
 	}
 	if err := writeJSON(filepath.Join(cellDir, CellFile), r); err != nil {
 		return nil, err
@@ -261,6 +278,87 @@ func runCell(ctx context.Context, s Settings, c Cell, samples []dataset.Sample, 
 		}
 	}
 	return r, nil
+}
+
+// evaluationSamples are the validation images of the cell's groups, which
+// choose the thresholds, and the images its metrics are measured on: their
+// test images, or the validation images again in selection mode.
+func evaluationSamples(c Cell, samples []dataset.Sample) (val, scored []dataset.Sample, err error) {
+	split := c.scoredSplit()
+	for _, smp := range samples {
+		if !slices.Contains(c.EvalGroups, smp.Group) {
+			continue
+		}
+		if smp.Split == dataset.Val {
+			val = append(val, smp)
+		}
+		if smp.Split == split && split != dataset.Val {
+			scored = append(scored, smp)
+		}
+	}
+	if split == dataset.Val {
+		scored = val
+	}
+	if len(val) == 0 || len(scored) == 0 {
+		return nil, nil, fmt.Errorf("groups %v have %d validation and %d %s images; both are needed", c.EvalGroups, len(val), len(scored), split)
+	}
+	return val, scored, nil
+}
+
+// scoreModel scores the validation images and the scored ones (the same
+// images in selection mode, scored once), chooses each group's threshold on
+// validation and measures the scored images with it.
+func scoreModel(ctx context.Context, s Settings, c Cell, m *modelfile.Model, val, scored []dataset.Sample) (*evaluate.Report, *Evaluation, []float64, error) {
+	vs, err := evaluate.ScoreSamples(ctx, m, val, 32, s.SkipBad)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ts := vs
+	if c.scoredSplit() != dataset.Val {
+		if ts, err = evaluate.ScoreSamples(ctx, m, scored, 32, s.SkipBad); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	rep, err := evaluate.FromScores(m, val, scored, vs, ts, s.selectOptions())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if c.scoredSplit() == dataset.Val {
+		// FromScores counted the validation images twice, as validation and as scored images.
+		for _, byKey := range rep.Counts {
+			for k := range byKey {
+				byKey[k] /= 2
+			}
+		}
+	}
+	ev := &Evaluation{Results: rep.Results, Scores: map[string]GroupScores{}}
+	for _, gr := range rep.Results.Groups {
+		ev.Scores[gr.Group] = GroupScores{Threshold: gr.Threshold.Value}
+	}
+	for i, smp := range scored {
+		if math.IsNaN(ts[i]) {
+			continue
+		}
+		gs := ev.Scores[smp.Group]
+		if smp.Label == dataset.Abnormal {
+			gs.Abnormal, gs.AbnormalIDs = append(gs.Abnormal, ts[i]), append(gs.AbnormalIDs, smp.ID)
+		} else {
+			gs.Normal, gs.NormalIDs = append(gs.Normal, ts[i]), append(gs.NormalIDs, smp.ID)
+		}
+		ev.Scores[smp.Group] = gs
+	}
+	return rep, ev, ts, nil
+}
+
+// scoreUntrained scores the network the cell's training starts from.
+func scoreUntrained(ctx context.Context, s Settings, c Cell, samples, val, scored []dataset.Sample) (*Evaluation, error) {
+	m, err := train.Initial(ctx, c.Config, samples)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Framework.Base.Store().Free()
+	_, ev, _, err := scoreModel(ctx, s, c, m, val, scored)
+	return ev, err
 }
 
 func heatCount(s Settings) int {

@@ -261,3 +261,102 @@ func TestTable2Run(t *testing.T) {
 		}
 	}
 }
+
+// TestRunUntrainedSelectionRedo runs cells that are also scored before training, on the validation split, then
+// reruns them with other settings: Redo runs them again where a plain run refuses.
+func TestRunUntrainedSelectionRedo(t *testing.T) {
+	samples := tinySamples(t)
+	s := tinySettings(Table1)
+	s.Mixed, s.Untrained, s.Split = false, true, SplitVal
+	ctx := context.Background()
+	dir := t.TempDir()
+	if _, err := Run(ctx, s, dir, Options{Samples: samples, NoReport: true}); err != nil {
+		t.Fatal(err)
+	}
+	valCount := map[string]map[string]int{}
+	for _, smp := range samples {
+		if smp.Split == dataset.Val {
+			if valCount[smp.Group] == nil {
+				valCount[smp.Group] = map[string]int{}
+			}
+			valCount[smp.Group][smp.Label.String()]++
+		}
+	}
+	rs, _, err := LoadResults(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 4 {
+		t.Fatalf("%d cells, want 4", len(rs))
+	}
+	for _, r := range rs {
+		if r.Untrained == nil || len(r.Untrained.Results.Groups) != len(r.EvalGroups) || len(r.Results.Groups) != len(r.EvalGroups) {
+			t.Fatalf("%s: untrained %+v, groups %d", r.ID, r.Untrained, len(r.Results.Groups))
+		}
+		for _, ev := range []Evaluation{*r.Untrained, {Results: r.Results, Scores: r.Scores}} {
+			for _, g := range r.EvalGroups {
+				sc := ev.Scores[g]
+				// Selection mode scores the validation images, each once, and keeps their IDs.
+				if len(sc.Normal) != valCount[g]["normal"] || len(sc.Abnormal) != valCount[g]["abnormal"] ||
+					len(sc.NormalIDs) != len(sc.Normal) || len(sc.AbnormalIDs) != len(sc.Abnormal) {
+					t.Errorf("%s, %s: %d+%d scores, %d+%d IDs; want the %v validation images", r.ID, g, len(sc.Normal), len(sc.Abnormal),
+						len(sc.NormalIDs), len(sc.AbnormalIDs), valCount[g])
+				}
+			}
+		}
+		for g, byKey := range r.Counts {
+			if byKey["val/normal"] != valCount[g]["normal"] {
+				t.Errorf("%s, %s: counts %v, want %d normal validation images", r.ID, g, byKey, valCount[g]["normal"])
+			}
+		}
+	}
+	untrainedRun := rs[0].Untrained.Scores
+
+	changed := s
+	changed.Iterations = 4
+	if _, err := Run(ctx, changed, dir, Options{Samples: samples, NoReport: true}); err == nil || !strings.Contains(err.Error(), "other settings") {
+		t.Errorf("rerun with other settings and no Redo: err = %v", err)
+	}
+	sum, err := Run(ctx, changed, dir, Options{Samples: samples, NoReport: true, Redo: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sum.Ran) != 4 {
+		t.Errorf("Redo ran %v, want all 4 cells", sum.Ran)
+	}
+	again, err := readResult(filepath.Join(dir, CellsDir, rs[0].ID, CellFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Iterations != 4 {
+		t.Errorf("redone cell trained %d iterations, want 4", again.Iterations)
+	}
+	// The untrained network does not depend on the schedule.
+	for g, sc := range untrainedRun {
+		if !slices.Equal(sc.Abnormal, again.Untrained.Scores[g].Abnormal) {
+			t.Errorf("%s: the untrained network scored otherwise after a change of schedule", g)
+		}
+	}
+}
+
+func TestStartedOtherwise(t *testing.T) {
+	dir := t.TempDir()
+	cfg := train.Defaults("ae")
+	if startedOtherwise(dir, cfg) {
+		t.Error("a cell never started counts as started otherwise")
+	}
+	b, _ := json.Marshal(cfg)
+	if err := os.WriteFile(filepath.Join(dir, train.ConfigFile), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runTime := cfg
+	runTime.Threads, runTime.CheckpointEvery = 3, 7
+	if startedOtherwise(dir, runTime) {
+		t.Error("run-time settings count as other settings")
+	}
+	other := cfg
+	other.Iterations = 99
+	if !startedOtherwise(dir, other) {
+		t.Error("another schedule is not noticed")
+	}
+}

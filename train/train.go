@@ -299,25 +299,14 @@ func (r *run) openData(ctx context.Context) error {
 // baseline's default schedule length when cfg leaves it open.
 func (r *run) buildModel() error {
 	cfg := &r.cfg
-	base, err := baselines.New(cfg.Model, baselines.Options{
-		ImageSize: cfg.Preprocess.Size, LatentDim: cfg.LatentDim, Seed: cfg.Seed, Iterations: cfg.Iterations, Raw: cfg.ModelOptions,
-		ClipGradNorm: cfg.ClipGradNorm,
-	})
-	if err != nil {
-		return err
-	}
-	if cfg.Iterations <= 0 {
-		cfg.Iterations = base.DefaultIterations()
-	}
-	classes := maddr.Classes{Organs: r.vocabs.Organ, Modalities: r.vocabs.Modality}
-	fw, err := maddr.New(base, cfg.MADDR, classes, cfg.Seed)
+	fw, err := newFramework(cfg, r.vocabs)
 	if err != nil {
 		return err
 	}
 	if w := fw.MixupWarning(cfg.Iterations); w != "" {
 		r.logf("warning: %s", w)
 	}
-	r.base, r.fw = base, fw
+	r.base, r.fw = fw.Base, fw
 	return nil
 }
 

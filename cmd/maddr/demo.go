@@ -17,15 +17,15 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/maddr-project/maddr/baselines"
 	"github.com/maddr-project/maddr/dataset"
 	"github.com/maddr-project/maddr/evaluate"
+	"github.com/maddr-project/maddr/experiment"
 	"github.com/maddr-project/maddr/loader"
 	"github.com/maddr-project/maddr/maddr"
 	"github.com/maddr-project/maddr/medimg"
 	"github.com/maddr-project/maddr/metrics"
 	"github.com/maddr-project/maddr/modelfile"
-	"github.com/maddr-project/maddr/phantom"
+	"github.com/maddr-project/maddr/preprocess"
 	"github.com/maddr-project/maddr/report"
 	"github.com/maddr-project/maddr/safetensors"
 	"github.com/maddr-project/maddr/torch"
@@ -58,21 +58,25 @@ func demoIterations(model string) int {
 	return 600
 }
 
+// demoMADDR is MADDR's configuration in the demo's MADDR row (its mixup window is scaled to the schedule).
+func demoMADDR() maddr.Config { return maddr.Paper() }
+
 // demoModelOptions narrow the GAN baselines for the demo; their paper-size networks need hours per run on a CPU.
 var demoModelOptions = map[string]string{
 	"fanogan": `{"width": 16}`,
 }
 
-// Method names of the demo's rows.
+// Method names of the demo's rows; a trained row's network before training is its name plus iter0Suffix.
 const (
 	rowStatistic = "statistic"
-	rowBase0     = "baseline-iter0"
 	rowBase      = "baseline"
 	// rowBaseAll is the baseline trained once on all groups without MADDR's terms: it separates what sharing one
 	// network across groups costs from what MADDR's heads, center loss and mixup add.
-	rowBaseAll = "baseline-all"
-	rowMADDR0  = "maddr-iter0"
-	rowMADDR   = "maddr"
+	rowBaseAll  = "baseline-all"
+	rowMADDR    = "maddr"
+	iter0Suffix = "-iter0"
+	rowBase0    = rowBase + iter0Suffix
+	rowMADDR0   = rowMADDR + iter0Suffix
 )
 
 // demoRun is one scored model (or the training-free statistic) for one group and seed.
@@ -90,6 +94,7 @@ type demoRun struct {
 	Abnormal  []bool    `json:"-"`
 }
 
+// demoSettings are one demo run's settings, recorded in demo.json.
 type demoSettings struct {
 	Model        string          `json:"model"`
 	ModelOptions json.RawMessage `json:"model_options,omitempty"`
@@ -104,9 +109,93 @@ type demoSettings struct {
 	Split        string          `json:"split"`
 	Threads      int             `json:"threads"`
 	HUWindows    string          `json:"hu_windows,omitempty"`
+	// Preprocess is the pipeline Size, Crop and HUWindows give.
+	Preprocess preprocess.Config `json:"-"`
 }
 
 func runDemo(args []string, stdout, stderr io.Writer) error {
+	st, out, err := parseDemoFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer cancel()
+	setThreads(st.Threads)
+	start, cpu0 := time.Now(), cpuSeconds()
+
+	data, err := generateDemoData(st)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "demo: phantom data (seed %d, scale %.2f, difficulty %.2f): %d images in groups %s; %s, %d iterations per run, %dx%d input, training seeds %v\n",
+		st.DataSeed, st.Scale, st.Difficulty, len(data.samples), strings.Join(data.groups, ", "), st.Model, st.Iterations, st.Size, st.Size, st.Seeds)
+	runs, err := meanImageStatistic(ctx, st.Preprocess, data.samples, data.groups, data.reported(st))
+	if err != nil {
+		return err
+	}
+	cells, err := runDemoCells(ctx, st, data, out, stderr)
+	if err != nil {
+		return err
+	}
+	trained, err := runsOfCells(cells)
+	if err != nil {
+		return err
+	}
+	runs = append(runs, trained...)
+	montage, montageTitles, err := demoMontage(ctx, st, data, cells)
+	if err != nil {
+		return err
+	}
+	var notes []string
+	for _, c := range cells {
+		notes = appendNew(notes, c.Notes...)
+	}
+
+	took, cpu := time.Since(start), cpuSeconds()-cpu0
+	var b strings.Builder
+	writeDemoSummary(&b, st, data.groups, runs, notes, took, cpu)
+	sens := sensitivity(runs, data.lesions, data.groups)
+	writeSensitivity(&b, sens, st)
+	fmt.Fprint(stdout, b.String())
+
+	plots, err := demoPlots(st, sens, montage, montageTitles)
+	if err != nil {
+		return err
+	}
+	files := map[string][]byte{"demo.md": []byte(b.String())}
+	maps.Copy(files, plots)
+	if files["demo.json"], err = json.MarshalIndent(map[string]any{"settings": st, "phantom": data.phantom, "runs": runs, "sensitivity": sens,
+		"notes": notes, "wall_seconds": took.Seconds(), "cpu_seconds": cpu}, "", "  "); err != nil {
+		return err
+	}
+	if err := writeFiles(out, files); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nreport: %s (plots %s), models: %s\n", filepath.Join(out, "demo.md"),
+		strings.Join(slices.Sorted(maps.Keys(plots)), ", "), filepath.Join(out, experiment.CellsDir, "*", train.ModelFile))
+	return nil
+}
+
+// demoPlots are the sensitivity plots and the heat-map montage, as PNG files by name.
+func demoPlots(st demoSettings, sens []sensBin, montage [][]report.Tile, montageTitles []string) (map[string][]byte, error) {
+	plots, err := sensitivityPlots(sens, st)
+	if err != nil {
+		return nil, err
+	}
+	if len(montage) > 0 {
+		img, err := report.HeatMontage(montage, montageTitles, st.Size)
+		if err != nil {
+			return nil, err
+		}
+		if plots["heatmaps.png"], err = report.PNG(img); err != nil {
+			return nil, err
+		}
+	}
+	return plots, nil
+}
+
+// parseDemoFlags reads the demo's flags into its settings and report directory.
+func parseDemoFlags(args []string, stderr io.Writer) (demoSettings, string, error) {
 	fs := newFlagSet("demo", stderr)
 	model := fs.String("model", demoDefaultModel, "baseline to compare with and without MADDR (ae: the fastest baseline that detects here, see docs/demo-settings.md)")
 	mo := addModelOptionFlags(fs)
@@ -121,217 +210,70 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	split := fs.String("split", "test", "split to report: test, or val to compare candidate settings without looking at the test split")
 	windowList := fs.String("hu-windows", demoDefaultWindows, huWindowsUsage+"; the demo's narrower windows were chosen on validation")
 	threads := fs.Int("threads", 0, "libtorch threads (0: all cores)")
-	out := fs.String("out", "demo-out", "report directory")
+	out := fs.String("out", "demo-out", "report directory; the runs are experiment cells under its cells/, and a rerun with the same settings resumes them")
 	if err := parseFlags(fs, args); err != nil {
-		return err
+		return demoSettings{}, "", err
 	}
 	if fs.NArg() > 0 {
-		return errUsage
+		return demoSettings{}, "", errUsage
 	}
 	if *split != "test" && *split != "val" {
-		return fmt.Errorf("--split %q: want test or val", *split)
+		return demoSettings{}, "", fmt.Errorf("--split %q: want test or val", *split)
 	}
 	seeds, err := parseSeeds(*seedList)
 	if err != nil {
-		return err
+		return demoSettings{}, "", err
 	}
 	windows, err := parseWindows(*windowList)
 	if err != nil {
-		return err
+		return demoSettings{}, "", err
 	}
-	opts, err := mo.options()
+	opts, err := demoModelOptionsFor(*model, mo, stderr)
 	if err != nil {
-		return err
-	}
-	if *model == "dpa" && !*mo.vggRandomInit && *mo.vggWeights == "" && os.Getenv(vggWeightsEnv) == "" {
-		// No ImageNet weights can be downloaded here; the demo says so loudly instead of refusing.
-		fmt.Fprintln(stderr, "demo: no VGG19 weights configured ($"+vggWeightsEnv+"): DPA runs with a RANDOMLY initialised perceptual network, so numbers are not the paper's")
-		*mo.vggRandomInit = true
-		if opts, err = mo.options(); err != nil {
-			return err
-		}
-	}
-	if len(opts) == 0 {
-		if small, ok := demoModelOptions[*model]; ok {
-			opts = json.RawMessage(small)
-			fmt.Fprintf(stderr, "demo: %s runs with %s so the demo fits a CPU budget (the paper's network is larger; see docs/models/%s.md)\n", *model, small, *model)
-		}
+		return demoSettings{}, "", err
 	}
 	st := demoSettings{Model: *model, ModelOptions: opts, Iterations: *iterations, Batch: *batch, Size: *size,
 		Difficulty: *difficulty, Scale: *scale, DataSeed: *dataSeed, Seeds: seeds, Split: *split, Threads: *threads, HUWindows: *windowList}
 	if st.Iterations == 0 {
 		st.Iterations = demoIterations(*model)
 	}
-	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer cancel()
-	setThreads(*threads)
-	train.Version = buildVersion()
-	start, cpu0 := time.Now(), cpuSeconds()
-
-	pc := phantom.DefaultConfig()
-	pc.Seed, pc.Scale, pc.Difficulty = st.DataSeed, st.Scale, st.Difficulty
-	cases, err := phantom.Generate(pc)
-	if err != nil {
-		return err
-	}
-	samples, _, err := dataset.PhantomSamples(cases, dataset.AllSplits)
-	if err != nil {
-		return err
-	}
-	groups := groupsOf(samples)
-
-	base := train.Defaults(st.Model)
-	base.Iterations, base.BatchSize, base.Threads, base.ModelOptions = st.Iterations, st.Batch, st.Threads, opts
-	base.Preprocess.Size = st.Size
-	base.Preprocess.HUWindows = windows
+	st.Preprocess = train.Defaults(st.Model).Preprocess
+	st.Preprocess.Size, st.Preprocess.HUWindows = st.Size, windows
 	if *crop >= 0 {
-		base.Preprocess.Crop = *crop
+		st.Preprocess.Crop = *crop
 	}
-	st.Crop = base.Preprocess.Crop
-	base.CheckpointEvery = st.Iterations
-	base.Sources = nil
-	fmt.Fprintf(stderr, "demo: phantom data (seed %d, scale %.2f, difficulty %.2f): %d images in groups %s; %s, %d iterations per run, %dx%d input, training seeds %v\n",
-		st.DataSeed, st.Scale, st.Difficulty, len(samples), strings.Join(groups, ", "), st.Model, st.Iterations, st.Size, st.Size, st.Seeds)
+	st.Crop = st.Preprocess.Crop
+	return st, *out, nil
+}
 
-	// The reported split is scored; thresholds always come from validation.
-	reported := dataset.Test
-	if st.Split == "val" {
-		reported = dataset.Val
-	}
-	var notes []string
-	var runs []demoRun
-	var montage [][]report.Tile
-	var montageTitles []string
-	stat, err := meanImageStatistic(ctx, base, samples, groups, reported)
+// demoModelOptionsFor are the model options of the flags, or the demo's narrower network when none are given;
+// DPA without VGG weights runs with a random VGG, said loudly.
+func demoModelOptionsFor(model string, mo *modelOptionFlags, stderr io.Writer) (json.RawMessage, error) {
+	opts, err := mo.options()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	runs = append(runs, stat...)
-
-	scoreModel := func(m *modelfile.Model, method string, seed uint64, secs float64, evalGroups []string) error {
-		for _, g := range evalGroups {
-			r, err := scoreGroup(ctx, m, samples, g, reported)
-			if err != nil {
-				return fmt.Errorf("%s, group %s, seed %d: %w", method, g, seed, err)
-			}
-			r.Method, r.Seed, r.Seconds = method, seed, secs
-			runs = append(runs, r)
-		}
-		return nil
-	}
-	trainAndScore := func(cfg train.Config, dir, method, label string, evalGroups []string) error {
-		untrained, err := untrainedModel(ctx, cfg, samples)
-		if err != nil {
-			return fmt.Errorf("%s before training: %w", label, err)
-		}
-		if err := scoreModel(untrained, method+"-iter0", cfg.Seed, 0, evalGroups); err != nil {
-			return err
-		}
-		if err := os.RemoveAll(dir); err != nil {
-			return err
-		}
-		res, err := train.Run(ctx, cfg, dir, train.Options{Samples: samples, Progress: stderr, Logf: logTo(stderr), Label: label})
-		if err != nil {
-			return fmt.Errorf("%s: %w", label, err)
-		}
-		notes = appendNew(notes, res.Notes...)
-		m, err := modelfile.Load(res.ModelPath)
-		if err != nil {
-			return err
-		}
-		if err := scoreModel(m, method, cfg.Seed, res.Seconds, evalGroups); err != nil {
-			return err
-		}
-		if method == rowBase && cfg.Seed == st.Seeds[0] {
-			row, err := heatmapRow(ctx, m, cfg, splitOf(samples, cfg.Groups[0], reported), lesionsByID(cases, base.Preprocess, pc.Size))
-			if err != nil {
-				return fmt.Errorf("%s: heat maps: %w", label, err)
-			}
-			montage = append(montage, row)
-			montageTitles = append(montageTitles, fmt.Sprintf("%s, %s seed %d: image | error map (3 abnormal: largest, median, smallest lesion; 2 normal)", cfg.Groups[0], st.Model, cfg.Seed))
-		}
-		if reported == dataset.Test {
-			rep, err := evaluate.Evaluate(ctx, m, filterGroups(samples, evalGroups), metrics.SelectOptions{}, false)
-			if err != nil {
-				return err
-			}
-			th := rep.Thresholds()
-			return modelfile.UpdateManifest(res.ModelPath, func(mf *modelfile.Manifest) error { mf.Thresholds = th; return nil })
-		}
-		return nil
-	}
-	for _, seed := range st.Seeds {
-		for _, g := range groups {
-			cfg := base
-			cfg.Seed, cfg.Groups, cfg.MADDR = seed, []string{g}, maddr.BaselineOnly()
-			dir := filepath.Join(*out, fmt.Sprintf("seed%d", seed), "baseline-"+g)
-			if err := trainAndScore(cfg, dir, rowBase, fmt.Sprintf("%s on %s, seed %d", st.Model, g, seed), []string{g}); err != nil {
-				return err
-			}
-		}
-		cfg := base
-		cfg.Seed, cfg.MADDR = seed, maddr.BaselineOnly()
-		dir := filepath.Join(*out, fmt.Sprintf("seed%d", seed), "baseline-all")
-		if err := trainAndScore(cfg, dir, rowBaseAll, fmt.Sprintf("%s on all, seed %d", st.Model, seed), groups); err != nil {
-			return err
-		}
-		cfg = base
-		cfg.Seed, cfg.MADDR = seed, maddr.Paper().ScaleMixup(st.Iterations)
-		dir = filepath.Join(*out, fmt.Sprintf("seed%d", seed), "maddr")
-		if err := trainAndScore(cfg, dir, rowMADDR, fmt.Sprintf("MADDR+%s on all, seed %d", st.Model, seed), groups); err != nil {
-			return err
+	if model == "dpa" && !*mo.vggRandomInit && *mo.vggWeights == "" && os.Getenv(vggWeightsEnv) == "" {
+		// No ImageNet weights can be downloaded here; the demo says so loudly instead of refusing.
+		fmt.Fprintln(stderr, "demo: no VGG19 weights configured ($"+vggWeightsEnv+"): DPA runs with a RANDOMLY initialised perceptual network, so numbers are not the paper's")
+		*mo.vggRandomInit = true
+		if opts, err = mo.options(); err != nil {
+			return nil, err
 		}
 	}
-
-	lesions := lesionsByID(cases, base.Preprocess, pc.Size)
-	took, cpu := time.Since(start), cpuSeconds()-cpu0
-	var b strings.Builder
-	writeDemoSummary(&b, st, groups, runs, notes, took, cpu)
-	sens := sensitivity(runs, lesions, groups)
-	writeSensitivity(&b, sens, st)
-	fmt.Fprint(stdout, b.String())
-
-	if err := os.MkdirAll(*out, 0o755); err != nil {
-		return err
-	}
-	plots, err := sensitivityPlots(sens, st)
-	if err != nil {
-		return err
-	}
-	if len(montage) > 0 {
-		img, err := report.HeatMontage(montage, montageTitles, st.Size)
-		if err != nil {
-			return err
-		}
-		if plots["heatmaps.png"], err = report.PNG(img); err != nil {
-			return err
+	if len(opts) == 0 {
+		if small, ok := demoModelOptions[model]; ok {
+			opts = json.RawMessage(small)
+			fmt.Fprintf(stderr, "demo: %s runs with %s so the demo fits a CPU budget (the paper's network is larger; see docs/models/%s.md)\n", model, small, model)
 		}
 	}
-	for name, png := range plots {
-		if err := safetensors.WriteAtomic(filepath.Join(*out, name), func(w io.Writer) error { _, err := w.Write(png); return err }); err != nil {
-			return err
-		}
-	}
-	js, err := json.MarshalIndent(map[string]any{"settings": st, "phantom": pc, "runs": runs, "sensitivity": sens, "notes": notes,
-		"wall_seconds": took.Seconds(), "cpu_seconds": cpu}, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := safetensors.WriteAtomic(filepath.Join(*out, "demo.json"), func(w io.Writer) error { _, err := w.Write(js); return err }); err != nil {
-		return err
-	}
-	if err := safetensors.WriteAtomic(filepath.Join(*out, "demo.md"), func(w io.Writer) error { _, err := io.WriteString(w, b.String()); return err }); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "\nreport: %s (plots %s), models: %s/seed*/*/model.safetensors\n", filepath.Join(*out, "demo.md"),
-		strings.Join(slices.Sorted(maps.Keys(plots)), ", "), *out)
-	return nil
+	return opts, nil
 }
 
 // heatmapRow shows a trained model's anomaly map (its reconstruction error for the autoencoders) on the abnormal
 // cases with the largest, median and smallest largest-lesion, and on two normal cases, so a user sees what the
 // network reconstructs and what it misses.
-func heatmapRow(ctx context.Context, m *modelfile.Model, cfg train.Config, set []dataset.Sample, lesions map[string]caseLesion) ([]report.Tile, error) {
+func heatmapRow(ctx context.Context, m *modelfile.Model, set []dataset.Sample, lesions map[string]caseLesion) ([]report.Tile, error) {
 	var abnormal, normal []dataset.Sample
 	for _, s := range set {
 		if _, ok := lesions[s.ID]; ok && s.Label == dataset.Abnormal {
@@ -348,11 +290,12 @@ func heatmapRow(ctx context.Context, m *modelfile.Model, cfg train.Config, set [
 		pick = append(pick, abnormal[0], abnormal[len(abnormal)/2], abnormal[len(abnormal)-1])
 	}
 	pick = append(pick, normal...)
-	xs, err := preprocessAll(ctx, cfg, pick)
+	pp := m.Manifest.Preprocess
+	xs, err := preprocessAll(ctx, pp, pick)
 	if err != nil {
 		return nil, err
 	}
-	side := int64(cfg.Preprocess.Size)
+	side := int64(pp.Size)
 	var tiles []report.Tile
 	err = torch.NoGrad(func() error {
 		return torch.Run(func(s *torch.Scope) error {
@@ -442,45 +385,6 @@ func cpuSeconds() float64 {
 	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
 
-// untrainedModel builds the network cfg describes exactly as train.Run does before its first step (same seed,
-// so the same initial weights, and the same calibration for baselines that calibrate), for the iteration-0 row.
-func untrainedModel(ctx context.Context, cfg train.Config, samples []dataset.Sample) (*modelfile.Model, error) {
-	vocabs, err := dataset.BuildVocabs(samples, dataset.Vocabs{})
-	if err != nil {
-		return nil, err
-	}
-	base, err := baselines.New(cfg.Model, baselines.Options{ImageSize: cfg.Preprocess.Size, LatentDim: cfg.LatentDim, Seed: cfg.Seed,
-		Iterations: cfg.Iterations, Raw: cfg.ModelOptions, ClipGradNorm: cfg.ClipGradNorm})
-	if err != nil {
-		return nil, err
-	}
-	fw, err := maddr.New(base, cfg.MADDR, maddr.Classes{Organs: vocabs.Organ, Modalities: vocabs.Modality}, cfg.Seed)
-	if err != nil {
-		return nil, err
-	}
-	if cal, ok := base.(baselines.Calibrator); ok {
-		trainSet := trainingSamples(samples, cfg.Groups)
-		var sample []dataset.Sample
-		for _, i := range train.CalibrationSample(len(trainSet), cfg.Seed) {
-			sample = append(sample, trainSet[i])
-		}
-		n := len(sample)
-		x, err := preprocessAll(ctx, cfg, sample)
-		if err != nil {
-			return nil, err
-		}
-		side := int64(cfg.Preprocess.Size)
-		flat := slices.Concat(x...)
-		if err := torch.Run(func(s *torch.Scope) error {
-			return cal.Calibrate(s.Adopt(torch.FromFloat32(flat, int64(n), 1, side, side)))
-		}); err != nil {
-			return nil, err
-		}
-	}
-	return &modelfile.Model{Manifest: modelfile.Manifest{ImageSize: cfg.Preprocess.Size, Seed: cfg.Seed, Preprocess: cfg.Preprocess, Vocabs: vocabs},
-		Framework: fw, Path: "(untrained " + cfg.Model + ")"}, nil
-}
-
 func trainingSamples(samples []dataset.Sample, groups []string) []dataset.Sample {
 	var out []dataset.Sample
 	for _, s := range samples {
@@ -491,16 +395,16 @@ func trainingSamples(samples []dataset.Sample, groups []string) []dataset.Sample
 	return out
 }
 
-// preprocessAll returns the network inputs of samples through the training preprocessing, in order.
-func preprocessAll(ctx context.Context, cfg train.Config, samples []dataset.Sample) ([][]float32, error) {
-	ld, err := loader.New(ctx, samples, loader.Config{Size: cfg.Preprocess.Size, Transform: loader.Preprocess(cfg.Preprocess),
+// preprocessAll returns the network inputs of samples through the preprocessing pp, in order.
+func preprocessAll(ctx context.Context, pp preprocess.Config, samples []dataset.Sample) ([][]float32, error) {
+	ld, err := loader.New(ctx, samples, loader.Config{Size: pp.Size, Transform: loader.Preprocess(pp),
 		BatchSize: 64, Lazy: true, CacheBytes: -1})
 	if err != nil {
 		return nil, err
 	}
 	defer ld.Close()
 	out := make([][]float32, len(samples))
-	px := cfg.Preprocess.Size * cfg.Preprocess.Size
+	px := pp.Size * pp.Size
 	for batch, err := range ld.Eval(ctx) {
 		if err != nil {
 			return nil, err
@@ -515,23 +419,6 @@ func preprocessAll(ctx context.Context, cfg train.Config, samples []dataset.Samp
 		}
 	}
 	return out, nil
-}
-
-// scoreGroup scores one group's validation and reported split through evaluate's path, picks the threshold on
-// validation (macro-F1) and returns the reported split's metrics with the per-image scores.
-func scoreGroup(ctx context.Context, m *modelfile.Model, samples []dataset.Sample, group string, reported dataset.Split) (demoRun, error) {
-	val, rep := splitOf(samples, group, dataset.Val), splitOf(samples, group, reported)
-	vs, err := evaluate.ScoreSamples(ctx, m, val, 32, false)
-	if err != nil {
-		return demoRun{}, err
-	}
-	rs := vs
-	if reported != dataset.Val {
-		if rs, err = evaluate.ScoreSamples(ctx, m, rep, 32, false); err != nil {
-			return demoRun{}, err
-		}
-	}
-	return thresholdedRun(group, val, rep, vs, rs)
 }
 
 func thresholdedRun(group string, val, rep []dataset.Sample, vs, rs []float64) (demoRun, error) {
@@ -575,11 +462,11 @@ func labelsOf(samples []dataset.Sample) []bool {
 // meanImageStatistic is the training-free reference: an image's score is the mean squared difference between
 // its preprocessed pixels and the mean preprocessed training image of its group (the same error an L2
 // reconstruction baseline would get from a decoder that always outputs the average normal image).
-func meanImageStatistic(ctx context.Context, cfg train.Config, samples []dataset.Sample, groups []string, reported dataset.Split) ([]demoRun, error) {
+func meanImageStatistic(ctx context.Context, pp preprocess.Config, samples []dataset.Sample, groups []string, reported dataset.Split) ([]demoRun, error) {
 	var out []demoRun
 	for _, g := range groups {
 		trainSet := trainingSamples(samples, []string{g})
-		tx, err := preprocessAll(ctx, cfg, trainSet)
+		tx, err := preprocessAll(ctx, pp, trainSet)
 		if err != nil {
 			return nil, err
 		}
@@ -590,7 +477,7 @@ func meanImageStatistic(ctx context.Context, cfg train.Config, samples []dataset
 			}
 		}
 		score := func(set []dataset.Sample) ([]float64, error) {
-			xs, err := preprocessAll(ctx, cfg, set)
+			xs, err := preprocessAll(ctx, pp, set)
 			if err != nil {
 				return nil, err
 			}
@@ -739,6 +626,15 @@ func writeDemoSummary(b *strings.Builder, st demoSettings, groups []string, runs
 				metrics.FormatMeanStd(field(rs, func(r demoRun) float64 { return r.MacroF1 })))
 		}
 	}
+	writeVerdicts(b, st, groups, runs)
+	b.WriteString("\n" + evaluate.F1Explanation + "\n")
+	for _, n := range notes {
+		fmt.Fprintf(b, "NOTE: %s\n", n)
+	}
+}
+
+// writeVerdicts says per group whether each trained row beats the references by the clear margin.
+func writeVerdicts(b *strings.Builder, st demoSettings, groups []string, runs []demoRun) {
 	b.WriteString("\nVerdict (a trained row counts as a detector when its mean AUC minus one std is at least ")
 	fmt.Fprintf(b, "%.0f points above every reference's mean plus one std, or above the statistic's upper bootstrap end):\n", clearMargin)
 	for _, g := range groups {
@@ -776,20 +672,16 @@ func writeDemoSummary(b *strings.Builder, st demoSettings, groups []string, runs
 		}
 		fmt.Fprintf(b, "- %s: %s\n", g, strings.Join(parts, "; "))
 	}
-	b.WriteString("\n" + evaluate.F1Explanation + "\n")
-	for _, n := range notes {
-		fmt.Fprintf(b, "NOTE: %s\n", n)
-	}
 }
 
-func filterGroups(samples []dataset.Sample, groups []string) []dataset.Sample {
-	var out []dataset.Sample
-	for _, s := range samples {
-		if slices.Contains(groups, s.Group) {
-			out = append(out, s)
+// writeFiles writes each named content into dir.
+func writeFiles(dir string, files map[string][]byte) error {
+	for name, content := range files {
+		if err := safetensors.WriteAtomic(filepath.Join(dir, name), func(w io.Writer) error { _, err := w.Write(content); return err }); err != nil {
+			return err
 		}
 	}
-	return out
+	return nil
 }
 
 func groupsOf(samples []dataset.Sample) []string {

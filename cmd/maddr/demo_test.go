@@ -2,10 +2,14 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/maddr-project/maddr/experiment"
 	"github.com/maddr-project/maddr/metrics"
 	"github.com/maddr-project/maddr/preprocess"
 )
@@ -125,5 +129,64 @@ func TestParseWindows(t *testing.T) {
 		if _, err := parseWindows(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// TestDemoExperiment checks that the demo's flags become a Table 1 experiment with the demo's reference rows:
+// every cell scored before training, the mixed baseline, the demo's split and pipeline.
+func TestDemoExperiment(t *testing.T) {
+	st, out, err := parseDemoFlags([]string{"--iterations", "20", "--seeds", "1,2", "--size", "32", "--split", "val", "--out", "x"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != "x" || st.Preprocess.Size != 32 || st.Preprocess.HUWindows["liver"].Width != 160 || st.Crop != st.Preprocess.Crop {
+		t.Fatalf("settings %+v, out %q", st, out)
+	}
+	s := demoExperiment(st)
+	cells, err := experiment.Plan(s, []string{"liver-ct", "lung-ct", "chest-xray"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]int{}
+	for _, c := range cells {
+		rows[demoRowOf[c.Variant]]++
+		if !c.Untrained || c.Split != experiment.SplitVal || c.Config.Iterations != 20 || c.Config.Preprocess.Size != 32 {
+			t.Errorf("%s: untrained %v, split %q, %d iterations, size %d", c.ID, c.Untrained, c.Split, c.Config.Iterations, c.Config.Preprocess.Size)
+		}
+		if c.Variant == experiment.VariantMADDR && c.Config.MADDR != demoMADDR().ScaleMixup(20) {
+			t.Errorf("%s: MADDR %+v, want the demo's", c.ID, c.Config.MADDR)
+		}
+		if len(c.Config.Sources) != 1 || *c.Config.Sources[0].Seed != st.DataSeed || *c.Config.Sources[0].Difficulty != st.Difficulty {
+			t.Errorf("%s: sources %+v do not name the demo's phantom", c.ID, c.Config.Sources)
+		}
+	}
+	if want := map[string]int{rowBase: 6, rowBaseAll: 2, rowMADDR: 2}; !maps.Equal(rows, want) {
+		t.Errorf("rows %v, want %v", rows, want)
+	}
+}
+
+func TestRunsOfCells(t *testing.T) {
+	auc, untrainedAUC := 0.75, 0.5
+	cell := &experiment.Result{Cell: experiment.Cell{ID: "c", Variant: experiment.VariantMADDR, Seed: 7}, Timings: experiment.Timings{TrainS: 3}}
+	cell.Results.Groups = []metrics.GroupResult{{Group: "g", Threshold: metrics.Threshold{Value: 0.4}, Test: metrics.Report{AUC: &auc, Accuracy: 0.6, MacroF1: 0.55}}}
+	cell.Scores = map[string]experiment.GroupScores{"g": {Normal: []float64{0.1, 0.2}, NormalIDs: []string{"n1", "n2"}, Abnormal: []float64{0.9}, AbnormalIDs: []string{"a1"}}}
+	cell.Untrained = &experiment.Evaluation{Results: cell.Results, Scores: cell.Scores}
+	cell.Untrained.Results.Groups = slices.Clone(cell.Results.Groups)
+	cell.Untrained.Results.Groups[0].Test.AUC = &untrainedAUC
+	runs, err := runsOfCells([]*experiment.Result{cell})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 2 || runs[0].Method != rowMADDR0 || runs[0].AUC != 0.5 || runs[0].Seconds != 0 || runs[1].Method != rowMADDR || runs[1].AUC != 0.75 || runs[1].Seconds != 3 {
+		t.Fatalf("runs %+v", runs)
+	}
+	r := runs[1]
+	if r.Group != "g" || r.Seed != 7 || r.Threshold != 0.4 || r.Accuracy != 0.6 || r.MacroF1 != 0.55 ||
+		!slices.Equal(r.IDs, []string{"n1", "n2", "a1"}) || !slices.Equal(r.Scores, []float64{0.1, 0.2, 0.9}) || !slices.Equal(r.Abnormal, []bool{false, false, true}) {
+		t.Errorf("run %+v", r)
+	}
+	cell.Scores = map[string]experiment.GroupScores{"g": {Normal: []float64{0.1}}}
+	if _, err := runsOfCells([]*experiment.Result{cell}); err == nil || !strings.Contains(err.Error(), "IDs") {
+		t.Errorf("scores without IDs: %v", err)
 	}
 }

@@ -73,6 +73,8 @@ func runExperimentTable(table experiment.Table, args []string, stdout, stderr io
 	resize := fs.Int("resize", def.Preprocess.Resize, "resize before the centre crop (0: skip)")
 	crop := fs.Int("crop", def.Preprocess.Crop, "centre crop before the final resize (0: skip)")
 	windowList := fs.String("hu-windows", "", huWindowsUsage)
+	untrained := fs.Bool("untrained", false, "also score every cell's network before training (iteration 0, same seed and calibration): the reference that tells what training added")
+	split := fs.String("split", "test", "split the cells are scored on: test, or val to compare candidate settings without looking at the test split")
 	mixed := fs.Bool("mixed", true, "table1: also train each baseline on all data sets without MADDR (reference for the t-SNE figure; = table2 row 3)")
 	roles := fs.String("roles", "", "table2: groups playing LiTS, Lung-CT and Lung-X-rays, comma-separated (default liver-ct,lung-ct,chest-xray as in the phantom; real Shenzhen data is lung-xray)")
 	criterion := fs.String("criterion", "macro-f1", "threshold criterion on validation: macro-f1, f1 or accuracy")
@@ -110,11 +112,14 @@ func runExperimentTable(table experiment.Table, args []string, stdout, stderr io
 	s := experiment.Settings{
 		Table: table, Sources: data, Seeds: nil, Iterations: *iterations, BatchSize: *batch, LatentDim: *latent,
 		Preprocess: def.Preprocess, Mixed: *mixed, Roles: experiment.DefaultRoles(), Criterion: crit, Steps: *grid,
-		HeatMaps: *heat, LatentPerGroup: *latentPer,
+		HeatMaps: *heat, LatentPerGroup: *latentPer, Untrained: *untrained,
 		Threads: *threads, Workers: *workers, CacheBytes: *cacheMB << 20, CheckpointEvery: *every, SkipBad: *skipBad,
 	}
 	if table == experiment.Table2 {
 		s.Mixed = false
+	}
+	if *split != "test" { // the default stays unrecorded, as before the flag existed
+		s.Split = *split
 	}
 	if len(s.Sources) == 0 {
 		s.Sources = []dataset.Spec{{Kind: "phantom"}}
