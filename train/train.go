@@ -26,6 +26,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/maddr-project/maddr/atomicfile"
 	"github.com/maddr-project/maddr/augment"
 	"github.com/maddr-project/maddr/baselines"
 	"github.com/maddr-project/maddr/dataset"
@@ -35,7 +36,6 @@ import (
 	"github.com/maddr-project/maddr/nn"
 	"github.com/maddr-project/maddr/preprocess"
 	"github.com/maddr-project/maddr/progress"
-	"github.com/maddr-project/maddr/safetensors"
 	"github.com/maddr-project/maddr/torch"
 )
 
@@ -229,7 +229,7 @@ func Run(ctx context.Context, cfg Config, dir string, o Options) (*Result, error
 		logf("warning: %s", w)
 	}
 	cfgJSON, _ := json.MarshalIndent(cfg, "", "  ")
-	if err := safetensors.WriteAtomic(filepath.Join(dir, ConfigFile), func(w io.Writer) error {
+	if err := atomicfile.Write(filepath.Join(dir, ConfigFile), func(w io.Writer) error {
 		_, err := w.Write(append(cfgJSON, '\n'))
 		return err
 	}); err != nil {
@@ -436,7 +436,7 @@ func truncateLog(path string, last int) error {
 		}
 		keep = append(keep, line...)
 	}
-	return safetensors.WriteAtomic(path, func(w io.Writer) error { _, err := w.Write(keep); return err })
+	return atomicfile.WriteBytes(path, keep)
 }
 
 // removeStaleTemps deletes temporary files an interrupted atomic write left behind.

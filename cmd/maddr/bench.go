@@ -12,8 +12,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/maddr-project/maddr/atomicfile"
 	"github.com/maddr-project/maddr/bench"
-	"github.com/maddr-project/maddr/safetensors"
 	"github.com/maddr-project/maddr/torch"
 )
 
@@ -62,7 +62,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 			Threads: *threads, Pool: *pool})
 		if *cpuProfile != "" {
 			pprof.StopCPUProfile()
-			if err := safetensors.WriteAtomic(*cpuProfile, func(w io.Writer) error {
+			if err := atomicfile.Write(*cpuProfile, func(w io.Writer) error {
 				_, err := w.Write(prof.Bytes())
 				return err
 			}); err != nil {
@@ -138,7 +138,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		if path == "" {
 			return nil
 		}
-		return safetensors.WriteAtomic(path, func(w io.Writer) error {
+		return atomicfile.Write(path, func(w io.Writer) error {
 			_, err := w.Write(data)
 			return err
 		})

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/maddr-project/maddr/atomicfile"
 	"github.com/maddr-project/maddr/baselines"
 	"github.com/maddr-project/maddr/dataset"
 	"github.com/maddr-project/maddr/evaluate"
@@ -27,7 +28,6 @@ import (
 	"github.com/maddr-project/maddr/modelfile"
 	"github.com/maddr-project/maddr/phantom"
 	"github.com/maddr-project/maddr/report"
-	"github.com/maddr-project/maddr/safetensors"
 	"github.com/maddr-project/maddr/torch"
 	"github.com/maddr-project/maddr/train"
 )
@@ -308,7 +308,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	for name, png := range plots {
-		if err := safetensors.WriteAtomic(filepath.Join(*out, name), func(w io.Writer) error { _, err := w.Write(png); return err }); err != nil {
+		if err := atomicfile.WriteBytes(filepath.Join(*out, name), png); err != nil {
 			return err
 		}
 	}
@@ -317,10 +317,10 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := safetensors.WriteAtomic(filepath.Join(*out, "demo.json"), func(w io.Writer) error { _, err := w.Write(js); return err }); err != nil {
+	if err := atomicfile.WriteBytes(filepath.Join(*out, "demo.json"), js); err != nil {
 		return err
 	}
-	if err := safetensors.WriteAtomic(filepath.Join(*out, "demo.md"), func(w io.Writer) error { _, err := io.WriteString(w, b.String()); return err }); err != nil {
+	if err := atomicfile.Write(filepath.Join(*out, "demo.md"), func(w io.Writer) error { _, err := io.WriteString(w, b.String()); return err }); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "\nreport: %s (plots %s), models: %s/seed*/*/model.safetensors\n", filepath.Join(*out, "demo.md"),

@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/maddr-project/maddr/safetensors"
+	"github.com/maddr-project/maddr/atomicfile"
 	"github.com/maddr-project/maddr/score"
 	"github.com/maddr-project/maddr/watch"
 )
@@ -139,7 +139,7 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 		}
-		err = safetensors.WriteAtomic(*out, write)
+		err = atomicfile.Write(*out, write)
 	}
 	if err != nil {
 		return err
