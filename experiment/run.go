@@ -156,12 +156,9 @@ func Run(ctx context.Context, s Settings, dir string, o Options) (*Summary, erro
 func runCell(ctx context.Context, s Settings, c Cell, samples []dataset.Sample, dir, label string, o Options) (*Result, error) {
 	cellDir := filepath.Join(dir, CellsDir, c.ID)
 	started := time.Now()
-	topts := train.Options{Resume: true, Samples: samples, Progress: o.Progress, Logf: o.Logf, Label: label, ValEvery: o.ValEvery}
+	topts := train.Options{Resume: true, Samples: samples, Progress: o.Progress, Logf: o.Logf, Label: label, ValEvery: o.ValEvery, Version: o.Version}
 	if o.AfterStep != nil {
 		topts.AfterStep = func(it int, l baselines.Losses) { o.AfterStep(c, it, l) }
-	}
-	if o.Version != "" {
-		train.Version = o.Version
 	}
 	tr, err := train.Run(ctx, c.Config, cellDir, topts)
 	if err != nil {

@@ -37,6 +37,7 @@ import (
 	"github.com/maddr-project/maddr/preprocess"
 	"github.com/maddr-project/maddr/progress"
 	"github.com/maddr-project/maddr/torch"
+	"github.com/maddr-project/maddr/version"
 )
 
 // Config is a complete, JSON-serialisable description of a training run.
@@ -104,6 +105,17 @@ type Options struct {
 	// OnValidation, when set, receives every point of the learning curve as
 	// it is measured.
 	OnValidation func(Validation)
+	// Version is the maddr build recorded in the model file; empty means
+	// this binary's (package version).
+	Version string
+}
+
+// BuildVersion is the maddr build recorded in the model file.
+func (o Options) BuildVersion() string {
+	if o.Version != "" {
+		return o.Version
+	}
+	return version.String()
 }
 
 // File names inside a run directory.
@@ -383,7 +395,7 @@ func Run(ctx context.Context, cfg Config, dir string, o Options) (*Result, error
 	})
 	modelPath := filepath.Join(dir, ModelFile)
 	err = modelfile.Save(modelPath, fw, modelfile.Manifest{
-		Version: version(), ImageSize: cfg.Preprocess.Size, Seed: cfg.Seed, Iterations: cfg.Iterations,
+		Version: o.BuildVersion(), ImageSize: cfg.Preprocess.Size, Seed: cfg.Seed, Iterations: cfg.Iterations,
 		ModelOptions: cfg.ModelOptions, Vocabs: vocabs, Preprocess: cfg.Preprocess, Training: training,
 		GroupPairs: modelfile.GroupPairs(all),
 	})
@@ -603,9 +615,3 @@ func resume(path string, cfg Config, fw *maddr.Framework) (checkpointState, bool
 	}
 	return st, true, nil
 }
-
-// version is the maddr build recorded in model files.
-func version() string { return Version }
-
-// Version is set by the CLI to its build description.
-var Version = "dev"

@@ -15,6 +15,7 @@ import (
 	"github.com/maddr-project/maddr/atomicfile"
 	"github.com/maddr-project/maddr/bench"
 	"github.com/maddr-project/maddr/torch"
+	"github.com/maddr-project/maddr/version"
 )
 
 func init() {
@@ -102,7 +103,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 			o.ScaleSizes = append(o.ScaleSizes, bench.SizeBatch{Size: v[0], Batch: v[1]})
 		}
 	}
-	versions := "maddr " + buildVersion() + ", libtorch " + torch.Version()
+	versions := "maddr " + version.String() + ", libtorch " + torch.Version()
 	switch *pytorch {
 	case "off":
 	case "auto", "on":

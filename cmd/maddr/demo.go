@@ -165,7 +165,6 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
 	setThreads(*threads)
-	train.Version = buildVersion()
 	start, cpu0 := time.Now(), cpuSeconds()
 
 	pc := phantom.DefaultConfig()

@@ -238,7 +238,6 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
-	train.Version = buildVersion()
 	res, err := train.Run(ctx, cfg, *out, train.Options{Resume: *resume, Progress: stderr, Logf: logTo(stderr), ValEvery: *valEvery})
 	if err != nil {
 		return err
