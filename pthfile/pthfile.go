@@ -7,7 +7,6 @@ package pthfile
 
 import (
 	"archive/zip"
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -359,8 +358,15 @@ func readZip(r io.ReaderAt, size int64, path string, want []string) (map[string]
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
-	obj, err := unpickle(bufio.NewReader(rc), persistentStorage(map[string]*storageRef{}))
+	// Read whole (it grows with the bytes really there), so that it can be
+	// scanned before it is unpickled.
+	pklData, err := io.ReadAll(rc)
 	rc.Close()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: reading %s: %w", path, pkl.Name, err)
+	}
+	ps := &pickles{r: bytes.NewReader(pklData), size: int64(len(pklData))}
+	obj, err := ps.next(persistentStorage(map[string]*storageRef{}))
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: reading %s: %w", path, pkl.Name, err)
 	}
@@ -413,44 +419,23 @@ func readZip(r io.ReaderAt, size int64, path string, want []string) (map[string]
 // legacyMagic is the number torch.save's pre-1.6 format starts with.
 var legacyMagic, _ = new(big.Int).SetString("1950a86a20f9469cfc6c", 16)
 
-// countingReader counts the bytes consumed, so that the raw storage blocks
-// after the pickles can be located while the pickles are read through a buffer.
-type countingReader struct {
-	r *bufio.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
-func (c *countingReader) ReadByte() (byte, error) {
-	b, err := c.r.ReadByte()
-	if err == nil {
-		c.n++
-	}
-	return b, err
-}
-
 // readLegacy reads the wanted tensors of a pre-1.6 torch.save file:
 // pickles of the magic number, the protocol version, system information, the
 // object itself and the list of storage keys, followed for each key by its
 // element count (int64) and its raw little-endian elements.
 func readLegacy(f io.ReaderAt, size int64, path string, want []string) (map[string]Tensor, map[string][]int64, error) {
-	cr := &countingReader{r: bufio.NewReader(io.NewSectionReader(f, 0, size))}
+	cr := &pickles{r: f, size: size}
 	noPersistent := func(any) (any, error) { return nil, errors.New("unexpected persistent id") }
-	magic, err := unpickle(cr, noPersistent)
+	magic, err := cr.next(noPersistent)
 	if n, ok := magic.(*big.Int); err != nil || !ok || n.Cmp(legacyMagic) != 0 {
 		return nil, nil, fmt.Errorf("%s: not a PyTorch .pth file (no legacy magic number)", path)
 	}
-	if v, err := unpickle(cr, noPersistent); err != nil {
+	if v, err := cr.next(noPersistent); err != nil {
 		return nil, nil, fmt.Errorf("%s: reading the format version: %w", path, err)
 	} else if n, _ := pyInt(v); n != 1001 {
 		return nil, nil, fmt.Errorf("%s: unsupported legacy PyTorch format version %v", path, v)
 	}
-	info, err := unpickle(cr, noPersistent)
+	info, err := cr.next(noPersistent)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: reading system information: %w", path, err)
 	}
@@ -460,11 +445,11 @@ func readLegacy(f io.ReaderAt, size int64, path string, want []string) (map[stri
 		}
 	}
 	seen := map[string]*storageRef{}
-	obj, err := unpickle(cr, persistentStorage(seen))
+	obj, err := cr.next(persistentStorage(seen))
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: reading the state_dict: %w", path, err)
 	}
-	keysObj, err := unpickle(cr, noPersistent)
+	keysObj, err := cr.next(noPersistent)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: reading the storage list (truncated file?): %w", path, err)
 	}
@@ -478,7 +463,7 @@ func readLegacy(f io.ReaderAt, size int64, path string, want []string) (map[stri
 	}
 	// Walk the storage blocks by their headers, reading only 8 bytes per block.
 	dataAt := map[string]int64{}
-	off := cr.n
+	off := cr.off
 	var hdr [8]byte
 	for _, k := range *keyList {
 		key, ok := k.(string)

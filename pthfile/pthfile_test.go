@@ -94,3 +94,25 @@ func TestReadErrorsNameTheFile(t *testing.T) {
 		}
 	}
 }
+
+// TestDeclaredLengthBeyondData checks the scan that runs before unpickling:
+// a string, frame or long integer claiming more bytes than the data holds
+// is an error, not an allocation of that size.
+func TestDeclaredLengthBeyondData(t *testing.T) {
+	for name, pkl := range map[string]string{
+		"2 GB string":  "\x80\x02X\xff\xff\xff\x7f.",
+		"huge frame":   "\x80\x04\x95\xff\xff\xff\xff\xff\xff\xff\x7f.",
+		"long integer": "\x80\x02\x8b\x00\x00\x00\x40.",
+		"no STOP":      "\x80\x02K\x01",
+	} {
+		data := []byte(pkl)
+		_, err := pickleEnd(bytes.NewReader(data), 0, int64(len(data)))
+		if err == nil || !strings.Contains(err.Error(), "malformed pickle") {
+			t.Errorf("%s: %v, want a malformed-pickle error", name, err)
+		}
+	}
+	good := []byte("\x80\x02X\x03\x00\x00\x00abcq\x00.rest")
+	if end, err := pickleEnd(bytes.NewReader(good), 0, int64(len(good))); err != nil || end != int64(len(good))-4 {
+		t.Errorf("well-formed pickle: end %d, %v; want %d", end, err, len(good)-4)
+	}
+}
