@@ -87,6 +87,15 @@ type Options struct {
 	MaxSlices int
 }
 
+// nifti is the part of the options package nifti reads.
+func (o Options) nifti() nifti.Options {
+	n := nifti.Options{TimePoint: o.TimePoint}
+	if o.NaNToZero {
+		n.NaN = nifti.NaNToZero
+	}
+	return n
+}
+
 func (o Options) limited() bool { return o.MaxPixels > 0 || o.MaxSlices > 0 }
 
 // checkSize applies MaxPixels and MaxSlices to what a header declares.
@@ -159,15 +168,7 @@ func ReadFileWith(path string, opts Options) ([]Image, error) {
 		return nil, err
 	}
 	defer v.Close()
-	out := make([]Image, 0, v.NumSlices())
-	for i := 0; i < v.NumSlices(); i++ {
-		img, err := v.Slice(i)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, img)
-	}
-	return out, nil
+	return allSlices(v)
 }
 
 // Volume gives slice-by-slice access to the images of one file.
@@ -201,11 +202,7 @@ func OpenVolumeWith(path string, opts Options) (Volume, error) {
 		}
 		return dicomVolume{f}, nil
 	case FormatNIfTI:
-		nopts := nifti.Options{TimePoint: opts.TimePoint}
-		if opts.NaNToZero {
-			nopts.NaN = nifti.NaNToZero
-		}
-		v, err := nifti.Open(path, nopts)
+		v, err := nifti.Open(path, opts.nifti())
 		if err != nil {
 			return nil, classify(err)
 		}
@@ -229,6 +226,11 @@ func Decode(data []byte, name string, opts Options) ([]Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	return allSlices(v)
+}
+
+// allSlices decodes every slice of v.
+func allSlices(v Volume) ([]Image, error) {
 	out := make([]Image, 0, v.NumSlices())
 	for i := 0; i < v.NumSlices(); i++ {
 		img, err := v.Slice(i)
@@ -281,11 +283,7 @@ func decodeVolume(data []byte, name string, opts Options) (Volume, error) {
 				return nil, err
 			}
 		}
-		nopts := nifti.Options{TimePoint: opts.TimePoint}
-		if opts.NaNToZero {
-			nopts.NaN = nifti.NaNToZero
-		}
-		nv, err := nifti.Decode(bytes.NewReader(data), int64(len(data)), name, nopts)
+		nv, err := nifti.Decode(bytes.NewReader(data), int64(len(data)), name, opts.nifti())
 		if err != nil {
 			return nil, classify(err)
 		}
