@@ -110,8 +110,8 @@ type Options struct {
 	Version string
 }
 
-// BuildVersion is the maddr build recorded in the model file.
-func (o Options) BuildVersion() string {
+// buildVersion is the maddr build recorded in the model file.
+func (o Options) buildVersion() string {
 	if o.Version != "" {
 		return o.Version
 	}
@@ -395,7 +395,7 @@ func Run(ctx context.Context, cfg Config, dir string, o Options) (*Result, error
 	})
 	modelPath := filepath.Join(dir, ModelFile)
 	err = modelfile.Save(modelPath, fw, modelfile.Manifest{
-		Version: o.BuildVersion(), ImageSize: cfg.Preprocess.Size, Seed: cfg.Seed, Iterations: cfg.Iterations,
+		Version: o.buildVersion(), ImageSize: cfg.Preprocess.Size, Seed: cfg.Seed, Iterations: cfg.Iterations,
 		ModelOptions: cfg.ModelOptions, Vocabs: vocabs, Preprocess: cfg.Preprocess, Training: training,
 		GroupPairs: modelfile.GroupPairs(all),
 	})
