@@ -5,8 +5,12 @@ BIN     := bin/maddr
 # Debian's libtorch-dev puts the C++ API headers here; another libtorch is
 # linked through CGO_CXXFLAGS/CGO_LDFLAGS (see README).
 TORCH_HEADER ?= /usr/include/torch/csrc/api/include/torch/version.h
+# The build's version, linked into package version (model files and results
+# record it); without git, package version falls back on Go's build info.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+LDFLAGS := $(if $(VERSION),-X github.com/maddr-project/maddr/version.linked=$(VERSION))
 
-.PHONY: all build deps test fixtures reference demo doctor bench vet fmt-check fuzz clean
+.PHONY: all build deps test fixtures reference demo doctor bench vet lint fmt-check fuzz clean
 
 all: build
 
@@ -18,7 +22,7 @@ deps:
 	fi
 
 build: deps
-	$(GO) build -o $(BIN) ./cmd/maddr
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/maddr
 
 # Real medical images from Debian packages and the DICOM module's test data,
 # for the reader tests (never committed; see DATA in the README).
@@ -37,6 +41,15 @@ doctor: build
 
 vet: deps
 	$(GO) vet ./...
+
+# staticcheck at a pinned version, installed with `go install` when missing or
+# of another version. CI runs it next to go vet.
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
+lint: deps
+	@$(STATICCHECK) -version 2>/dev/null | grep -qF '($(STATICCHECK_VERSION:v%=%))' || \
+		$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	$(STATICCHECK) ./...
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -47,3 +47,16 @@ func PhantomSamples(cases []phantom.Case, splits []Split) ([]Sample, []Problem, 
 	}
 	return samples, checkSplits("phantom", samples, splits), nil
 }
+
+// PhantomGroupPair returns the organ and modality of a built-in phantom
+// group (e.g. "chest-xray" is lung + xray). Model files written before
+// training recorded each group's organ and modality name phantom groups
+// only, so their readers fall back on this.
+func PhantomGroupPair(group string) (organ, modality string, ok bool) {
+	for _, g := range phantom.Groups() {
+		if g.Name == group {
+			return g.Organ, g.Modality, true
+		}
+	}
+	return "", "", false
+}

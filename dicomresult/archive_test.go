@@ -508,10 +508,7 @@ func flatten(t *testing.T, elems []*godicom.Element, depth int, out *[]srItem) {
 }
 
 func reportItems(t *testing.T, ds *godicom.Dataset) []srItem {
-	var root []*godicom.Element
-	for _, e := range ds.Elements {
-		root = append(root, e)
-	}
+	root := append([]*godicom.Element(nil), ds.Elements...)
 	var out []srItem
 	flatten(t, root, 1, &out)
 	return out

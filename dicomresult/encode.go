@@ -130,11 +130,6 @@ func (d *dataset) seq(tag uint32, items ...dataset) {
 	*d = append(*d, element{tag: tag, vr: "SQ", items: items})
 }
 
-// has reports whether the dataset holds tag.
-func (d dataset) has(tag uint32) bool {
-	return slices.ContainsFunc(d, func(e element) bool { return e.tag == tag })
-}
-
 // encode appends the dataset's elements in tag order, each sequence and
 // item with its defined length.
 func (d dataset) encode(buf *bytes.Buffer) error {

@@ -4,9 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"path/filepath"
 
+	"github.com/maddr-project/maddr/atomicfile"
 	"github.com/maddr-project/maddr/dataset"
 	"github.com/maddr-project/maddr/loader"
 	"github.com/maddr-project/maddr/modelfile"
@@ -97,7 +97,7 @@ func writeHeatMaps(ctx context.Context, m *modelfile.Model, test []dataset.Sampl
 		if err != nil {
 			return nil, err
 		}
-		if err := safetensors.WriteAtomic(filepath.Join(dir, hm.File), func(w io.Writer) error { _, err := w.Write(b); return err }); err != nil {
+		if err := atomicfile.WriteBytes(filepath.Join(dir, hm.File), b); err != nil {
 			return nil, err
 		}
 		out[g] = hm

@@ -10,9 +10,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/maddr-project/maddr/atomicfile"
 	"github.com/maddr-project/maddr/metrics"
 	"github.com/maddr-project/maddr/report"
-	"github.com/maddr-project/maddr/safetensors"
 	"github.com/maddr-project/maddr/train"
 )
 
@@ -50,7 +50,7 @@ func WriteReport(out string, dirs []string, logf func(string, ...any)) ([]string
 	var written []string
 	put := func(file string, write func(io.Writer) error) error {
 		path := filepath.Join(out, file)
-		if err := safetensors.WriteAtomic(path, write); err != nil {
+		if err := atomicfile.Write(path, write); err != nil {
 			return err
 		}
 		written = append(written, path)

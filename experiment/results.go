@@ -10,8 +10,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/maddr-project/maddr/atomicfile"
 	"github.com/maddr-project/maddr/metrics"
-	"github.com/maddr-project/maddr/safetensors"
 	"github.com/maddr-project/maddr/train"
 )
 
@@ -139,7 +139,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	return safetensors.WriteAtomic(path, func(w io.Writer) error {
+	return atomicfile.Write(path, func(w io.Writer) error {
 		_, err := w.Write(append(b, '\n'))
 		return err
 	})

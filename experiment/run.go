@@ -214,12 +214,9 @@ func runCell(ctx context.Context, s Settings, c Cell, samples []dataset.Sample, 
 	untrainedS := time.Since(started).Seconds()
 
 	trainStart := time.Now()
-	topts := train.Options{Resume: true, Samples: samples, Progress: o.Progress, Logf: o.Logf, Label: label, ValEvery: o.ValEvery, RunConfig: o.RunConfig}
+	topts := train.Options{Resume: true, Samples: samples, Progress: o.Progress, Logf: o.Logf, Label: label, ValEvery: o.ValEvery, RunConfig: o.RunConfig, Version: o.Version}
 	if o.AfterStep != nil {
 		topts.AfterStep = func(it int, l baselines.Losses) { o.AfterStep(c, it, l) }
-	}
-	if o.Version != "" {
-		train.Version = o.Version
 	}
 	tr, err := train.Run(ctx, c.Config, cellDir, topts)
 	if err != nil {

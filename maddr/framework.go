@@ -77,10 +77,7 @@ func New(base baselines.Baseline, cfg Config, classes Classes, seed uint64) (*Fr
 	if err := store.Err(); err != nil {
 		return nil, err
 	}
-	var heads []*nn.Param
-	for _, p := range store.All() {
-		heads = append(heads, p)
-	}
+	heads := append([]*nn.Param(nil), store.All()...)
 	if cfg.FreezeHeads {
 		store.Freeze()
 		if len(heads) > 0 {

@@ -11,6 +11,9 @@ import (
 	"compress/gzip"
 	"errors"
 	"fmt"
+	"image"
+	"image/jpeg"
+	"image/png"
 	"io"
 	"os"
 	"path/filepath"
@@ -42,6 +45,8 @@ var (
 	ErrUnsupported = errors.New("unsupported image")
 	// ErrCorrupt: the file is damaged, truncated, inconsistent, empty or holds NaN values.
 	ErrCorrupt = errors.New("corrupt image file")
+	// ErrTooLarge: the file declares more pixels or slices than Options.MaxPixels or MaxSlices allow.
+	ErrTooLarge = errors.New("image too large")
 )
 
 // classify maps the subpackages' errors onto the two sentinels while keeping their messages.
@@ -75,6 +80,33 @@ type Options struct {
 	TimePoint int
 	// NaNToZero replaces NaN/Inf NIfTI voxels by 0 instead of failing.
 	NaNToZero bool
+	// MaxPixels (all slices together) and MaxSlices, when positive, bound what Decode accepts. They are
+	// checked from the file's header before any pixel is decoded, since a small compressed upload can
+	// declare gigapixels; beyond them Decode fails with ErrTooLarge.
+	MaxPixels int64
+	MaxSlices int
+}
+
+// nifti is the part of the options package nifti reads.
+func (o Options) nifti() nifti.Options {
+	n := nifti.Options{TimePoint: o.TimePoint}
+	if o.NaNToZero {
+		n.NaN = nifti.NaNToZero
+	}
+	return n
+}
+
+func (o Options) limited() bool { return o.MaxPixels > 0 || o.MaxSlices > 0 }
+
+// checkSize applies MaxPixels and MaxSlices to what a header declares.
+func (o Options) checkSize(name string, pixels, slices int64) error {
+	if o.MaxPixels > 0 && (pixels > o.MaxPixels || pixels < 0) {
+		return fmt.Errorf("reading %s: %w: it holds %d pixels, more than the limit of %d", name, ErrTooLarge, pixels, o.MaxPixels)
+	}
+	if o.MaxSlices > 0 && slices > int64(o.MaxSlices) {
+		return fmt.Errorf("reading %s: %w: it holds %d slices, more than the limit of %d", name, ErrTooLarge, slices, o.MaxSlices)
+	}
+	return nil
 }
 
 // DetectFormat identifies the format from the first bytes of a file (at least 548 bytes when available) and
@@ -136,15 +168,7 @@ func ReadFileWith(path string, opts Options) ([]Image, error) {
 		return nil, err
 	}
 	defer v.Close()
-	out := make([]Image, 0, v.NumSlices())
-	for i := 0; i < v.NumSlices(); i++ {
-		img, err := v.Slice(i)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, img)
-	}
-	return out, nil
+	return allSlices(v)
 }
 
 // Volume gives slice-by-slice access to the images of one file.
@@ -178,11 +202,7 @@ func OpenVolumeWith(path string, opts Options) (Volume, error) {
 		}
 		return dicomVolume{f}, nil
 	case FormatNIfTI:
-		nopts := nifti.Options{TimePoint: opts.TimePoint}
-		if opts.NaNToZero {
-			nopts.NaN = nifti.NaNToZero
-		}
-		v, err := nifti.Open(path, nopts)
+		v, err := nifti.Open(path, opts.nifti())
 		if err != nil {
 			return nil, classify(err)
 		}
@@ -192,42 +212,25 @@ func OpenVolumeWith(path string, opts Options) (Volume, error) {
 	if err == nil && st.Size() == 0 {
 		return nil, fmt.Errorf("reading %s: %w: empty file", path, ErrCorrupt)
 	}
-	return nil, fmt.Errorf("reading %s: %w: not PNG, JPEG, DICOM or NIfTI", path, ErrUnsupported)
+	return nil, fmt.Errorf("reading %s: %w: not a PNG, JPEG, DICOM or NIfTI image", path, ErrUnsupported)
 }
 
-// Decode reads a 2-D image or volume held in memory (for tests and fuzzing); name gives the extension hint and
-// the error context.
+// decodeDICOM parses a DICOM file held in memory; tests replace it to count parses.
+var decodeDICOM = dicom.Decode
+
+// Decode reads a 2-D image or volume held in memory (an upload, a test, a fuzz input); name gives the
+// extension hint and the error context. It is the one decode path for bytes: it detects the format, applies
+// Options.MaxPixels and MaxSlices from the header, and parses the file once.
 func Decode(data []byte, name string, opts Options) ([]Image, error) {
-	var v Volume
-	switch DetectFormat(data, name) {
-	case FormatPNG, FormatJPEG:
-		r, err := raster.Decode(bytes.NewReader(data), int64(len(data)), name)
-		if err != nil {
-			return nil, classify(err)
-		}
-		v = single{fromRaster(r, name)}
-	case FormatDICOM:
-		f, err := dicom.Decode(data, name)
-		if err != nil {
-			return nil, classify(err)
-		}
-		v = dicomVolume{f}
-	case FormatNIfTI:
-		nopts := nifti.Options{TimePoint: opts.TimePoint}
-		if opts.NaNToZero {
-			nopts.NaN = nifti.NaNToZero
-		}
-		nv, err := nifti.Decode(bytes.NewReader(data), int64(len(data)), name, nopts)
-		if err != nil {
-			return nil, classify(err)
-		}
-		v = niftiVolume{nv, opts.NIfTIKind}
-	default:
-		if len(data) == 0 {
-			return nil, fmt.Errorf("reading %s: %w: empty file", name, ErrCorrupt)
-		}
-		return nil, fmt.Errorf("reading %s: %w: not PNG, JPEG, DICOM or NIfTI", name, ErrUnsupported)
+	v, err := decodeVolume(data, name, opts)
+	if err != nil {
+		return nil, err
 	}
+	return allSlices(v)
+}
+
+// allSlices decodes every slice of v.
+func allSlices(v Volume) ([]Image, error) {
 	out := make([]Image, 0, v.NumSlices())
 	for i := 0; i < v.NumSlices(); i++ {
 		img, err := v.Slice(i)
@@ -237,6 +240,82 @@ func Decode(data []byte, name string, opts Options) ([]Image, error) {
 		out = append(out, img)
 	}
 	return out, nil
+}
+
+func decodeVolume(data []byte, name string, opts Options) (Volume, error) {
+	switch format := DetectFormat(data, name); format {
+	case FormatPNG, FormatJPEG:
+		if opts.limited() {
+			cfg, err := rasterConfig(data, format)
+			if err != nil {
+				return nil, fmt.Errorf("reading %s: %w: undecodable %s header: %v", name, ErrCorrupt, format, err)
+			}
+			if err := opts.checkSize(name, int64(cfg.Width)*int64(cfg.Height), 1); err != nil {
+				return nil, err
+			}
+		}
+		r, err := raster.Decode(bytes.NewReader(data), int64(len(data)), name)
+		if err != nil {
+			return nil, classify(err)
+		}
+		return single{fromRaster(r, name)}, nil
+	case FormatDICOM:
+		// The parsed file is both what the limits are checked on and what the frames are decoded from.
+		f, err := decodeDICOM(data, name)
+		if err != nil {
+			return nil, classify(err)
+		}
+		if err := opts.checkSize(name, int64(f.Rows)*int64(f.Columns)*int64(f.NumFrames), int64(f.NumFrames)); err != nil {
+			return nil, err
+		}
+		return dicomVolume{f}, nil
+	case FormatNIfTI:
+		if opts.limited() {
+			h, err := niftiHeader(data)
+			if err != nil {
+				return nil, fmt.Errorf("reading %s: %w: undecodable NIfTI header: %v", name, ErrCorrupt, err)
+			}
+			nz := int64(1)
+			if h.Dim[0] >= 3 {
+				nz = h.Dim[3]
+			}
+			if err := opts.checkSize(name, h.Dim[1]*h.Dim[2]*nz, nz); err != nil {
+				return nil, err
+			}
+		}
+		nv, err := nifti.Decode(bytes.NewReader(data), int64(len(data)), name, opts.nifti())
+		if err != nil {
+			return nil, classify(err)
+		}
+		return niftiVolume{nv, opts.NIfTIKind}, nil
+	}
+	if len(data) == 0 {
+		return nil, fmt.Errorf("reading %s: %w: empty file", name, ErrCorrupt)
+	}
+	return nil, fmt.Errorf("reading %s: %w: not a PNG, JPEG, DICOM or NIfTI image", name, ErrUnsupported)
+}
+
+// rasterConfig reads the width and height a PNG or JPEG header declares.
+func rasterConfig(data []byte, format Format) (image.Config, error) {
+	if format == FormatPNG {
+		return png.DecodeConfig(bytes.NewReader(data))
+	}
+	return jpeg.DecodeConfig(bytes.NewReader(data))
+}
+
+// niftiHeader parses the header of a NIfTI file, gzip-compressed or not, without reading its voxels.
+func niftiHeader(data []byte) (nifti.Header, error) {
+	head := data
+	if len(data) >= 2 && data[0] == 0x1f && data[1] == 0x8b {
+		zr, err := gzip.NewReader(bytes.NewReader(data))
+		if err != nil {
+			return nifti.Header{}, fmt.Errorf("bad gzip stream: %v", err)
+		}
+		head = make([]byte, nifti.HeaderSize)
+		n, _ := io.ReadFull(zr, head)
+		head = head[:n]
+	}
+	return nifti.ParseHeader(head)
 }
 
 func fromRaster(r raster.Image, path string) Image {

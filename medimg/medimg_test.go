@@ -131,7 +131,7 @@ func TestReadFileErrors(t *testing.T) {
 		{"empty.png", nil, ErrCorrupt, "empty"},
 		{"empty.nii", nil, ErrCorrupt, "empty"},
 		{"empty.dcm", nil, ErrCorrupt, "empty"},
-		{"notes.txt", []byte("not an image"), ErrUnsupported, "not PNG, JPEG, DICOM or NIfTI"},
+		{"notes.txt", []byte("not an image"), ErrUnsupported, "not a PNG, JPEG, DICOM or NIfTI image"},
 		{"cut.nii", tinyNIfTI()[:360], ErrCorrupt, "declares 2x2x2"},
 		{"nometa.dcm", []byte("0123456789"), ErrCorrupt, "meta header"},
 	}

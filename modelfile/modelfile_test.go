@@ -19,6 +19,10 @@ import (
 	"github.com/maddr-project/maddr/train"
 )
 
+// tinyVersion is the build version trainTiny's model file must record: the
+// one passed in train.Options, not a global.
+const tinyVersion = "v0.0.0-modelfile-test"
+
 // trainTiny trains a few steps of a small DPA (random narrow VGG) and returns the model path.
 func trainTiny(t *testing.T) string {
 	t.Helper()
@@ -39,7 +43,7 @@ func trainTiny(t *testing.T) string {
 	cfg.ModelOptions = json.RawMessage(`{"vgg_random_init": true, "vgg_width_divisor": 16}`)
 	cfg.MADDR = maddr.Paper().ScaleMixup(3)
 	dir := t.TempDir()
-	res, err := train.Run(context.Background(), cfg, dir, train.Options{Samples: samples})
+	res, err := train.Run(context.Background(), cfg, dir, train.Options{Samples: samples, Version: tinyVersion})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,6 +55,9 @@ func TestModelFileCarriesEverythingScoringNeeds(t *testing.T) {
 	m, err := modelfile.Load(path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if m.Manifest.Version != tinyVersion {
+		t.Errorf("model file records version %q, want the one given in train.Options (%q)", m.Manifest.Version, tinyVersion)
 	}
 	if m.Manifest.Format != modelfile.FormatVersion || m.Manifest.Model != "dpa" || m.Manifest.Preprocess.Size != 16 {
 		t.Fatalf("manifest %+v", m.Manifest)

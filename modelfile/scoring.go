@@ -13,7 +13,6 @@ import (
 	"strings"
 
 	"github.com/maddr-project/maddr/dataset"
-	"github.com/maddr-project/maddr/phantom"
 )
 
 // GroupPair is the organ and modality an organ/modality group stands for.
@@ -78,10 +77,8 @@ func (m Manifest) PairOf(group string) (GroupPair, bool) {
 			return GroupPair{Organ: organ, Modality: modality}, true
 		}
 	}
-	for _, g := range phantom.Groups() {
-		if g.Name == group {
-			return GroupPair{Organ: g.Organ, Modality: g.Modality}, true
-		}
+	if organ, modality, ok := dataset.PhantomGroupPair(group); ok {
+		return GroupPair{Organ: organ, Modality: modality}, true
 	}
 	return GroupPair{}, false
 }

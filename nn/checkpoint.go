@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/maddr-project/maddr/atomicfile"
 	"github.com/maddr-project/maddr/safetensors"
 	"github.com/maddr-project/maddr/torch"
 )
@@ -69,7 +70,7 @@ func SaveCheckpoint(path string, s *Store, extra map[string]*torch.Tensor, confi
 	if err := safetensors.WriteFile(path, f); err != nil {
 		return err
 	}
-	return safetensors.WriteAtomic(path+".json", func(w io.Writer) error {
+	return atomicfile.Write(path+".json", func(w io.Writer) error {
 		_, err := w.Write(append(cfg, '\n'))
 		return err
 	})

@@ -39,54 +39,6 @@ func compare(t *testing.T, name string, got *torch.Tensor, want []float32) {
 	parity.Tensor(t, name, got, parity.Float64s(want), parityTol)
 }
 
-func TestReadTorchFilesBothFormats(t *testing.T) {
-	for _, c := range []struct {
-		path string
-		read func(string, []string) (map[string]rawTensor, map[string][]int64, error)
-	}{
-		{"testdata/small_zip.pth", readTorchZip},
-		{"testdata/small_legacy.pth", readTorchLegacy},
-	} {
-		t.Run(filepath.Base(c.path), func(t *testing.T) {
-			got, shapes, err := c.read(c.path, []string{"offset", "whole", "matrix", "absent"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := map[string][]float32{
-				"offset": {1, 1.5, 2},
-				"whole":  {0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5},
-				"matrix": {1, 2, 3, 4, 5, 6},
-			}
-			for name, w := range want {
-				g := got[name]
-				if len(g.Data) != len(w) {
-					t.Fatalf("%s: %v, want %v", name, g.Data, w)
-				}
-				for i := range w {
-					if g.Data[i] != w[i] {
-						t.Fatalf("%s: %v, want %v", name, g.Data, w)
-					}
-				}
-			}
-			if s := got["matrix"].Shape; len(s) != 2 || s[0] != 2 || s[1] != 3 {
-				t.Errorf("matrix shape %v", s)
-			}
-			if _, ok := got["absent"]; ok {
-				t.Error("invented a tensor")
-			}
-			if len(shapes) != 5 {
-				t.Errorf("listed %d tensors, want 5", len(shapes))
-			}
-			if _, _, err := c.read(c.path, []string{"transposed"}); err == nil || !strings.Contains(err.Error(), "not contiguous") {
-				t.Errorf("transposed tensor: %v", err)
-			}
-			if _, _, err := c.read(c.path, []string{"count"}); err == nil || !strings.Contains(err.Error(), "only float32") {
-				t.Errorf("int64 tensor: %v", err)
-			}
-		})
-	}
-}
-
 func writeFile(t *testing.T, name string, data []byte) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
@@ -101,7 +53,7 @@ func TestWeightFileErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	legacy, err := os.ReadFile("testdata/small_legacy.pth")
+	legacy, err := os.ReadFile("../pthfile/testdata/small_legacy.pth")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +68,7 @@ func TestWeightFileErrors(t *testing.T) {
 		{"truncated zip", Options{Weights: writeFile(t, "t.pth", zipData[:len(zipData)/2]), WidthDivisor: fakeDivide}, []string{"not a readable PyTorch zip archive"}},
 		{"truncated legacy", Options{Weights: writeFile(t, "l.pth", legacy[:len(legacy)-9])}, []string{"truncated"}},
 		{"real widths, small file", Options{Weights: fakeVGG}, []string{"wrong shape", "features.0.weight (file [4 3 3 3], VGG19 [64 3 3 3])"}},
-		{"not a VGG", Options{Weights: "testdata/small_zip.pth", WidthDivisor: fakeDivide}, []string{"missing features.0.bias"}},
+		{"not a VGG", Options{Weights: "../pthfile/testdata/small_zip.pth", WidthDivisor: fakeDivide}, []string{"missing features.0.bias"}},
 		{"bad divisor", Options{Weights: fakeVGG, WidthDivisor: 3}, []string{"does not divide"}},
 	}
 	t.Setenv(WeightsEnv, "")

@@ -15,11 +15,13 @@ package perceptual
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strings"
 
 	"github.com/maddr-project/maddr/nn"
+	"github.com/maddr-project/maddr/pthfile"
 	"github.com/maddr-project/maddr/safetensors"
 	"github.com/maddr-project/maddr/torch"
 )
@@ -279,13 +281,11 @@ func (v *VGG) load(path string) error {
 		return fmt.Errorf("perceptual: VGG19 weights: %w", err)
 	}
 	want := v.paramNames()
-	var got map[string]rawTensor
+	var got map[string]pthfile.Tensor
 	var shapes map[string][]int64
 	switch kind {
-	case "zip":
-		got, shapes, err = readTorchZip(path, want)
-	case "legacy":
-		got, shapes, err = readTorchLegacy(path, want)
+	case "pth":
+		got, shapes, err = pthfile.ReadFile(path, want)
 	case "safetensors":
 		got, shapes, err = readSafetensors(path, want)
 	}
@@ -331,12 +331,12 @@ func (v *VGG) load(path string) error {
 }
 
 // readSafetensors reads the wanted float tensors of a .safetensors file.
-func readSafetensors(path string, want []string) (map[string]rawTensor, map[string][]int64, error) {
+func readSafetensors(path string, want []string) (map[string]pthfile.Tensor, map[string][]int64, error) {
 	f, err := safetensors.ReadFile(path)
 	if err != nil {
 		return nil, nil, err
 	}
-	out := map[string]rawTensor{}
+	out := map[string]pthfile.Tensor{}
 	shapes := map[string][]int64{}
 	for name, t := range f.Tensors {
 		shapes[name] = t.Shape
@@ -349,7 +349,7 @@ func readSafetensors(path string, want []string) (map[string]rawTensor, map[stri
 		if t.F32 == nil {
 			return nil, nil, fmt.Errorf("%s: %s is %s, not a floating-point tensor", path, name, t.DType)
 		}
-		out[name] = rawTensor{Shape: t.Shape, Data: t.F32}
+		out[name] = pthfile.Tensor{Shape: t.Shape, Data: t.F32}
 	}
 	return out, shapes, nil
 }
@@ -364,4 +364,23 @@ func sameShape(a, b []int64) bool {
 		}
 	}
 	return true
+}
+
+// sniff classifies a weights file by its first bytes: "pth" or "safetensors".
+func sniff(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	head := make([]byte, 16)
+	n, _ := io.ReadFull(f, head)
+	head = head[:n]
+	switch {
+	case pthfile.Detect(head) != pthfile.NotPTH:
+		return "pth", nil
+	case n >= 9 && head[8] == '{':
+		return "safetensors", nil
+	}
+	return "", fmt.Errorf("%s: neither a PyTorch .pth file (zip or legacy) nor a .safetensors file", path)
 }

@@ -271,11 +271,6 @@ func ctNoise(rng *rand.Rand, pix []float64, n int, sigma, streakHU float64, sx, 
 	}
 }
 
-// anatomyToField maps an anatomy point to field-of-view coordinates.
-func (c *canvas) anatomyToField(x, y float64) (float64, float64) {
-	return c.dx + c.scale*(c.cos*x-c.sin*y), c.dy + c.scale*(c.sin*x+c.cos*y)
-}
-
 // insidePoint samples a point uniformly inside the blob shrunk to fraction f of its size.
 func insidePoint(rng *rand.Rand, b blob, f float64) (float64, float64) {
 	for range 1000 {

@@ -2,9 +2,8 @@
 // header followed by raw little-endian tensor data), the format of maddr's
 // checkpoints and model files and one of the accepted VGG19 weight formats.
 //
-// Files are written atomically: to a temporary file in the target directory,
-// synced, then renamed, so a crash never leaves a half-written checkpoint in
-// place of a finished one.
+// Files are written through atomicfile, so a crash never leaves a
+// half-written checkpoint in place of a finished one.
 package safetensors
 
 import (
@@ -18,8 +17,9 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"sort"
+
+	"github.com/maddr-project/maddr/atomicfile"
 )
 
 // DType names an element type as the format spells it.
@@ -313,44 +313,5 @@ func ReadFile(path string) (File, error) {
 
 // WriteFile encodes f to path atomically.
 func WriteFile(path string, f File) error {
-	return WriteAtomic(path, func(w io.Writer) error { return Encode(w, f) })
-}
-
-// WriteAtomic writes a file through write to a temporary file beside path,
-// syncs it and renames it over path, so readers see either the old or the
-// new complete file.
-func WriteAtomic(path string, write func(io.Writer) error) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	// CreateTemp makes the file private; results are meant to be shared like any other output.
-	if err = tmp.Chmod(0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err = write(tmp); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	// Persist the rename itself; ignore filesystems that cannot sync a directory.
-	if d, derr := os.Open(dir); derr == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.Write(path, func(w io.Writer) error { return Encode(w, f) })
 }

@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/maddr-project/maddr/atomicfile"
 	"github.com/maddr-project/maddr/progress"
-	"github.com/maddr-project/maddr/safetensors"
 )
 
 // Chunks of a run: up to chunkBatches batches of images, or fewer when
@@ -180,7 +180,7 @@ func (s *Scorer) writeHeatmap(dir string, in Input, r Result) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
 		return "", err
 	}
-	err := safetensors.WriteAtomic(name, func(w io.Writer) error { return s.HeatmapPNG(w, in, r) })
+	err := atomicfile.Write(name, func(w io.Writer) error { return s.HeatmapPNG(w, in, r) })
 	if err != nil {
 		return "", err
 	}

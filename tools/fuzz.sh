@@ -23,6 +23,7 @@ targets=(
 	"./medimg FuzzDecode"
 	"./dataset FuzzManifest"
 	"./safetensors FuzzSafetensors"
+	"./pthfile FuzzRead"
 )
 # FuzzModelFile (./modelfile) is left out: under -fuzz it manages well under
 # one input per second (each takes milliseconds as a plain test), so it only

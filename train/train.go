@@ -26,6 +26,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/maddr-project/maddr/atomicfile"
 	"github.com/maddr-project/maddr/augment"
 	"github.com/maddr-project/maddr/baselines"
 	"github.com/maddr-project/maddr/dataset"
@@ -35,8 +36,8 @@ import (
 	"github.com/maddr-project/maddr/nn"
 	"github.com/maddr-project/maddr/preprocess"
 	"github.com/maddr-project/maddr/progress"
-	"github.com/maddr-project/maddr/safetensors"
 	"github.com/maddr-project/maddr/torch"
+	"github.com/maddr-project/maddr/version"
 )
 
 // Config is a complete, JSON-serialisable description of a training run.
@@ -108,6 +109,17 @@ type Options struct {
 	// as YAML that --config reads (see package flagconfig). It is written to
 	// RunConfigFile and recorded in the model file.
 	RunConfig string
+	// Version is the maddr build recorded in the model file; empty means
+	// this binary's (package version).
+	Version string
+}
+
+// buildVersion is the maddr build recorded in the model file.
+func (o Options) buildVersion() string {
+	if o.Version != "" {
+		return o.Version
+	}
+	return version.String()
 }
 
 // File names inside a run directory.
@@ -313,7 +325,7 @@ func (r *run) buildModel() error {
 // writeConfig records the run's configuration in the run directory.
 func (r *run) writeConfig() error {
 	cfgJSON, _ := json.MarshalIndent(r.cfg, "", "  ")
-	if err := safetensors.WriteAtomic(filepath.Join(r.dir, ConfigFile), func(w io.Writer) error {
+	if err := atomicfile.Write(filepath.Join(r.dir, ConfigFile), func(w io.Writer) error {
 		_, err := w.Write(append(cfgJSON, '\n'))
 		return err
 	}); err != nil {
@@ -504,7 +516,7 @@ func (r *run) finish(last baselines.Losses, t0 time.Time) (*Result, error) {
 	})
 	modelPath := filepath.Join(r.dir, ModelFile)
 	err := modelfile.Save(modelPath, r.fw, modelfile.Manifest{
-		Version: version(), ImageSize: cfg.Preprocess.Size, Seed: cfg.Seed, Iterations: cfg.Iterations,
+		Version: r.o.buildVersion(), ImageSize: cfg.Preprocess.Size, Seed: cfg.Seed, Iterations: cfg.Iterations,
 		ModelOptions: cfg.ModelOptions, Vocabs: r.vocabs, Preprocess: cfg.Preprocess, Training: training,
 		GroupPairs: modelfile.GroupPairs(r.all), RunConfig: r.o.RunConfig,
 	})
@@ -557,7 +569,7 @@ func truncateLog(path string, last int) error {
 		}
 		keep = append(keep, line...)
 	}
-	return safetensors.WriteAtomic(path, func(w io.Writer) error { _, err := w.Write(keep); return err })
+	return atomicfile.WriteBytes(path, keep)
 }
 
 // removeStaleTemps deletes temporary files an interrupted atomic write left behind.
@@ -725,19 +737,13 @@ func resume(path string, cfg Config, fw *maddr.Framework) (checkpointState, bool
 	return st, true, nil
 }
 
-// version is the maddr build recorded in model files.
-func version() string { return Version }
-
-// Version is set by the CLI to its build description.
-var Version = "dev"
-
 // writeRunConfig keeps the starting command's configuration beside the
 // run's other files, so the run can be repeated with --config.
 func writeRunConfig(dir, text string) error {
 	if text == "" {
 		return nil
 	}
-	return safetensors.WriteAtomic(filepath.Join(dir, RunConfigFile), func(w io.Writer) error {
+	return atomicfile.Write(filepath.Join(dir, RunConfigFile), func(w io.Writer) error {
 		_, err := io.WriteString(w, text)
 		return err
 	})

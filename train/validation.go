@@ -13,6 +13,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/maddr-project/maddr/atomicfile"
 	"github.com/maddr-project/maddr/baselines"
 	"github.com/maddr-project/maddr/dataset"
 	"github.com/maddr-project/maddr/evaluate"
@@ -20,7 +21,6 @@ import (
 	"github.com/maddr-project/maddr/metrics"
 	"github.com/maddr-project/maddr/progress"
 	"github.com/maddr-project/maddr/report"
-	"github.com/maddr-project/maddr/safetensors"
 )
 
 // Validation is one evaluation of the model on the validation split of the
@@ -295,7 +295,7 @@ func writeCurve(logPath, pngPath, title string) (*Curve, error) {
 	if err != nil {
 		return c, err
 	}
-	return c, safetensors.WriteAtomic(pngPath, func(w io.Writer) error {
+	return c, atomicfile.Write(pngPath, func(w io.Writer) error {
 		_, err := w.Write(b)
 		return err
 	})

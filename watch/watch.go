@@ -35,8 +35,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/maddr-project/maddr/atomicfile"
 	"github.com/maddr-project/maddr/dicomresult"
-	"github.com/maddr-project/maddr/safetensors"
 	"github.com/maddr-project/maddr/score"
 )
 
@@ -142,7 +142,7 @@ func saveState(path string, v any) error {
 			return fmt.Errorf("state file: %w", err)
 		}
 	}
-	err := safetensors.WriteAtomic(path, func(w io.Writer) error {
+	err := atomicfile.Write(path, func(w io.Writer) error {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)

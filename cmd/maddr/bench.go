@@ -13,9 +13,10 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/maddr-project/maddr/atomicfile"
 	"github.com/maddr-project/maddr/bench"
-	"github.com/maddr-project/maddr/safetensors"
 	"github.com/maddr-project/maddr/torch"
+	"github.com/maddr-project/maddr/version"
 )
 
 func init() {
@@ -80,7 +81,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	versions := "maddr " + buildVersion() + ", libtorch " + torch.Version()
+	versions := "maddr " + version.String() + ", libtorch " + torch.Version()
 	pyVersion, err := f.pytorchSide(ctx, &o, stderr)
 	if err != nil {
 		return err
@@ -228,7 +229,7 @@ func (f *benchFlags) writeOutputs(rep *bench.Report, md string) error {
 
 // writeBenchFile replaces path by data all at once (write, then rename).
 func writeBenchFile(path string, data []byte) error {
-	return safetensors.WriteAtomic(path, func(w io.Writer) error {
+	return atomicfile.Write(path, func(w io.Writer) error {
 		_, err := w.Write(data)
 		return err
 	})

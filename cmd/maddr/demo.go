@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/maddr-project/maddr/atomicfile"
 	"github.com/maddr-project/maddr/dataset"
 	"github.com/maddr-project/maddr/evaluate"
 	"github.com/maddr-project/maddr/experiment"
@@ -27,7 +28,6 @@ import (
 	"github.com/maddr-project/maddr/modelfile"
 	"github.com/maddr-project/maddr/preprocess"
 	"github.com/maddr-project/maddr/report"
-	"github.com/maddr-project/maddr/safetensors"
 	"github.com/maddr-project/maddr/torch"
 	"github.com/maddr-project/maddr/train"
 )
@@ -688,7 +688,7 @@ func writeVerdicts(b *strings.Builder, st demoSettings, groups []string, runs []
 // writeFiles writes each named content into dir.
 func writeFiles(dir string, files map[string][]byte) error {
 	for name, content := range files {
-		if err := safetensors.WriteAtomic(filepath.Join(dir, name), func(w io.Writer) error { _, err := w.Write(content); return err }); err != nil {
+		if err := atomicfile.Write(filepath.Join(dir, name), func(w io.Writer) error { _, err := w.Write(content); return err }); err != nil {
 			return err
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/maddr-project/maddr/perceptual"
 	"github.com/maddr-project/maddr/torch"
+	"github.com/maddr-project/maddr/version"
 )
 
 func init() {
@@ -32,7 +33,7 @@ func runDoctor(args []string, stdout, stderr io.Writer) error {
 
 	w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	row := func(k, format string, a ...any) { fmt.Fprintf(w, "%s\t%s\n", k, fmt.Sprintf(format, a...)) }
-	row("maddr", "%s", buildVersion())
+	row("maddr", "%s", version.String())
 	row("go", "%s %s/%s", runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	row("libtorch", "%s", torch.Version())
 	row("threads", "%d libtorch intra-op threads, %d CPUs", torch.NumThreads(), runtime.NumCPU())

@@ -9,11 +9,11 @@ import (
 	"os/signal"
 	"path/filepath"
 
+	"github.com/maddr-project/maddr/atomicfile"
 	"github.com/maddr-project/maddr/dataset"
 	"github.com/maddr-project/maddr/evaluate"
 	"github.com/maddr-project/maddr/metrics"
 	"github.com/maddr-project/maddr/modelfile"
-	"github.com/maddr-project/maddr/safetensors"
 	"github.com/maddr-project/maddr/train"
 )
 
@@ -102,10 +102,10 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	if err := safetensors.WriteAtomic(filepath.Join(dir, "eval.json"), rep.WriteJSON); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, "eval.json"), rep.WriteJSON); err != nil {
 		return err
 	}
-	if err := safetensors.WriteAtomic(filepath.Join(dir, "eval.md"), rep.WriteMarkdown); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, "eval.md"), rep.WriteMarkdown); err != nil {
 		return err
 	}
 	if *save {
@@ -130,10 +130,10 @@ func runComparePrecision(ctx context.Context, m *modelfile.Model, samples []data
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	if err := safetensors.WriteAtomic(filepath.Join(dir, "precision.json"), c.WriteJSON); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, "precision.json"), c.WriteJSON); err != nil {
 		return err
 	}
-	if err := safetensors.WriteAtomic(filepath.Join(dir, "precision.md"), c.WriteMarkdown); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, "precision.md"), c.WriteMarkdown); err != nil {
 		return err
 	}
 	if err := c.WriteMarkdown(stdout); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/maddr-project/maddr/experiment"
 	"github.com/maddr-project/maddr/metrics"
 	"github.com/maddr-project/maddr/train"
+	"github.com/maddr-project/maddr/version"
 )
 
 func init() {
@@ -176,7 +177,7 @@ func runExperimentTable(table experiment.Table, args []string, stdout, stderr io
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
 	sum, err := experiment.Run(ctx, s, dir, experiment.Options{
-		Shard: sh, Progress: stderr, Logf: logTo(stderr), Version: buildVersion(), NoReport: *noReport, ValEvery: *valEvery,
+		Shard: sh, Progress: stderr, Logf: logTo(stderr), Version: version.String(), NoReport: *noReport, ValEvery: *valEvery,
 		RunConfig: recorded,
 	})
 	if err != nil {

@@ -6,7 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/maddr-project/maddr/safetensors"
+	"github.com/maddr-project/maddr/atomicfile"
 	"github.com/maddr-project/maddr/score"
 )
 
@@ -56,7 +56,7 @@ func runMerge(args []string, stdout, stderr io.Writer) error {
 	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
 		return err
 	}
-	if err := safetensors.WriteAtomic(*out, write); err != nil {
+	if err := atomicfile.Write(*out, write); err != nil {
 		return err
 	}
 	fmt.Fprintf(stderr, "merged %d shard output(s), %d row(s), into %s\n", fs.NArg(), len(results), *out)

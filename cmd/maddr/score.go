@@ -11,8 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/maddr-project/maddr/safetensors"
+	"github.com/maddr-project/maddr/atomicfile"
 	"github.com/maddr-project/maddr/score"
+	"github.com/maddr-project/maddr/version"
 	"github.com/maddr-project/maddr/watch"
 )
 
@@ -114,7 +115,7 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 	if len(m.Manifest.Thresholds) == 0 {
 		fmt.Fprintf(stderr, "score: %s has no thresholds yet, so decisions will be %q: run 'maddr eval --model %s' first\n", path, score.Unknown, *modelPath)
 	}
-	h := score.Header{Format: score.OutputFormat, Version: buildVersion(), Model: path, ModelSHA256: digest, Shard: sh,
+	h := score.Header{Format: score.OutputFormat, Version: version.String(), Model: path, ModelSHA256: digest, Shard: sh,
 		Settings: score.Settings{Options: sc.Options(), Group: *group, HU: *sf.hu}}
 	ro := score.RunOptions{Request: req, Read: score.ReadOptions{HU: *sf.hu}, HeatmapDir: *heatmaps}
 	if !*quiet {
@@ -139,7 +140,7 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 		}
-		err = safetensors.WriteAtomic(*out, write)
+		err = atomicfile.Write(*out, write)
 	}
 	if err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	"github.com/maddr-project/maddr/httpauth"
 	"github.com/maddr-project/maddr/score"
 	"github.com/maddr-project/maddr/server"
+	"github.com/maddr-project/maddr/version"
 )
 
 func init() {
@@ -67,7 +68,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	cfg := server.Config{MaxBodyBytes: *maxMB << 20, MaxPixels: *maxMpx << 20, MaxSlices: *maxSlices, Workers: *workers,
 		QueueSize: *queue, Timeout: *timeout, HU: *sf.hu, Auth: creds, TLSCert: *tlsCert, TLSKey: *tlsKey,
 		Log: slog.New(slog.NewJSONHandler(stderr, nil))}
-	srv := server.New(sc, server.Info{ModelPath: path, ModelSHA256: digest, Version: buildVersion()}, cfg)
+	srv := server.New(sc, server.Info{ModelPath: path, ModelSHA256: digest, Version: version.String()}, cfg)
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		srv.Close()

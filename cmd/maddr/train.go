@@ -259,7 +259,6 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
-	train.Version = buildVersion()
 	recorded, err := recordedConfig(fs)
 	if err != nil {
 		return err

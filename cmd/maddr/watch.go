@@ -16,6 +16,7 @@ import (
 	"github.com/maddr-project/maddr/dicomresult"
 	"github.com/maddr-project/maddr/httpauth"
 	"github.com/maddr-project/maddr/score"
+	"github.com/maddr-project/maddr/version"
 	"github.com/maddr-project/maddr/watch"
 )
 
@@ -86,7 +87,7 @@ func runWatch(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg := watch.Config{Scorer: sc, Request: score.Request{Group: *group}, StateFile: *state, Once: *once,
 		FromNow: *fromNow, Poll: *poll, MetadataName: *metadata, AttachmentName: *attachment, Log: log,
-		Model: dicomresult.ModelOf(m, digest, "maddr "+buildVersion())}
+		Model: dicomresult.ModelOf(m, digest, "maddr "+version.String())}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	var run func(context.Context) error

@@ -6,7 +6,7 @@ Writes, with seeded random values (not ImageNet weights):
       for conv1_1..conv4_2 with every width divided by 16 (so it is ~95 KB and can
       be committed), plus one classifier entry the reader must skip; saved by
       torch.save (zip format, as PyTorch >= 1.6 writes).
-  perceptual/testdata/small_zip.pth, small_legacy.pth   the same tiny state_dict in
+  pthfile/testdata/small_zip.pth, small_legacy.pth   the same tiny state_dict in
       the zip and the pre-1.6 "legacy" format (torchvision's vgg19-dcbb9e9d.pth is
       legacy): a tensor at an offset inside a shared storage, a transposed
       (non-contiguous) tensor and an int64 tensor.
@@ -58,12 +58,12 @@ def main():
     ap.add_argument("--legacy", action="store_true", help="write --full in the pre-1.6 format, like vgg19-dcbb9e9d.pth")
     args = ap.parse_args()
     torch.save(fake_vgg(16, 1916), "perceptual/testdata/vgg19_div16.pth")
-    torch.save(small_dict(), "perceptual/testdata/small_zip.pth")
-    torch.save(small_dict(), "perceptual/testdata/small_legacy.pth", _use_new_zipfile_serialization=False)
+    torch.save(small_dict(), "pthfile/testdata/small_zip.pth")
+    torch.save(small_dict(), "pthfile/testdata/small_legacy.pth", _use_new_zipfile_serialization=False)
     if args.full:
         torch.save(fake_vgg(1, 19), args.full, _use_new_zipfile_serialization=not args.legacy)
         print("wrote", args.full)
-    print("wrote perceptual/testdata/{vgg19_div16,small_zip,small_legacy}.pth")
+    print("wrote perceptual/testdata/vgg19_div16.pth and pthfile/testdata/{small_zip,small_legacy}.pth")
 
 
 if __name__ == "__main__":

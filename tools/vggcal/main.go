@@ -21,12 +21,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/maddr-project/maddr/atomicfile"
 	_ "github.com/maddr-project/maddr/baselines/all"
 	"github.com/maddr-project/maddr/dataset"
 	"github.com/maddr-project/maddr/evaluate"
 	"github.com/maddr-project/maddr/metrics"
 	"github.com/maddr-project/maddr/modelfile"
-	"github.com/maddr-project/maddr/safetensors"
 	"github.com/maddr-project/maddr/torch"
 	"github.com/maddr-project/maddr/train"
 )
@@ -213,7 +213,7 @@ func run(data, names, seedList string, iterations, batch, size, threads int, out
 			line += fmt.Sprintf("  mean %.1f  train %.0fs", 100*r.MeanAUC, trainS)
 			fmt.Println(line)
 			js, _ := json.MarshalIndent(r, "", "  ")
-			if err := safetensors.WriteAtomic(filepath.Join(dir, "valauc.json"), func(w io.Writer) error {
+			if err := atomicfile.Write(filepath.Join(dir, "valauc.json"), func(w io.Writer) error {
 				_, err := w.Write(append(js, '\n'))
 				return err
 			}); err != nil {

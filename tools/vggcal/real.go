@@ -15,13 +15,13 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/maddr-project/maddr/atomicfile"
 	"github.com/maddr-project/maddr/dataset"
 	"github.com/maddr-project/maddr/loader"
 	"github.com/maddr-project/maddr/metrics"
 	"github.com/maddr-project/maddr/nn"
 	"github.com/maddr-project/maddr/perceptual"
 	"github.com/maddr-project/maddr/preprocess"
-	"github.com/maddr-project/maddr/safetensors"
 	"github.com/maddr-project/maddr/torch"
 )
 
@@ -109,7 +109,7 @@ func runReal(volume string, first, last, size int, seed uint64, out string) erro
 		results = append(results, r)
 	}
 	js, _ := json.MarshalIndent(map[string]any{"volume": volume, "slices": [2]int{first, last}, "size": size, "seed": seed, "results": results}, "", "  ")
-	return safetensors.WriteAtomic(filepath.Join(out, "real.json"), func(w io.Writer) error {
+	return atomicfile.Write(filepath.Join(out, "real.json"), func(w io.Writer) error {
 		_, err := w.Write(append(js, '\n'))
 		return err
 	})
@@ -246,7 +246,7 @@ func writeExamples(path string, normal, abnormal []float32, size, count int) err
 			}
 		}
 	}
-	return safetensors.WriteAtomic(path, func(w io.Writer) error { return png.Encode(w, img) })
+	return atomicfile.Write(path, func(w io.Writer) error { return png.Encode(w, img) })
 }
 
 // runReference scores the validation split of data with a training-free
@@ -327,7 +327,7 @@ func runReference(data string, size int, out string) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
-	return safetensors.WriteAtomic(filepath.Join(out, "reference.json"), func(w io.Writer) error {
+	return atomicfile.Write(filepath.Join(out, "reference.json"), func(w io.Writer) error {
 		_, err := w.Write(append(js, '\n'))
 		return err
 	})

@@ -1,8 +1,12 @@
-package perceptual
+// Package pthfile reads float32 tensors from files written by PyTorch's
+// torch.save: the zip archive of PyTorch >= 1.6 and the legacy format of
+// older releases (torchvision's 2017 vgg19-dcbb9e9d.pth). It reads the
+// state_dict's structure and only the tensors asked for, never running code
+// from the file; every malformed input is an error naming the file.
+package pthfile
 
 import (
 	"archive/zip"
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -17,7 +21,7 @@ import (
 	"github.com/nlpodyssey/gopickle/types"
 )
 
-// A file written by torch.save is a pickle whose tensors point, through
+// How it works: a file written by torch.save is a pickle whose tensors point, through
 // "persistent ids", at storages kept outside the pickle: in a zip archive
 // (PyTorch >= 1.6) as one entry per storage, or in the legacy format
 // (torchvision's 2017 vgg19-dcbb9e9d.pth) as raw blocks after the pickle.
@@ -239,8 +243,16 @@ func decodeFloat32(name string, ref *tensorRef, read func(off, n int64) ([]byte,
 	if ref.storage.typ.name != "FloatStorage" {
 		return nil, fmt.Errorf("%s is stored as %s; only float32 weights are supported", name, ref.storage.typ.name)
 	}
+	if ref.storage.numel < 0 || ref.storage.numel > math.MaxInt64/4 {
+		return nil, fmt.Errorf("%s: its storage declares %d elements", name, ref.storage.numel)
+	}
+	// Bounded by the storage's size at every step, so that hostile sizes
+	// cannot overflow.
 	numel := int64(1)
 	for _, d := range ref.shape {
+		if d < 0 || (d > 0 && numel > ref.storage.numel/d) {
+			return nil, fmt.Errorf("%s: size %v does not fit its storage of %d elements", name, ref.shape, ref.storage.numel)
+		}
 		numel *= d
 	}
 	// Weights in a state_dict are dense; a strided view would need a gather
@@ -252,7 +264,7 @@ func decodeFloat32(name string, ref *tensorRef, read func(off, n int64) ([]byte,
 		}
 		want *= ref.shape[i]
 	}
-	if ref.offset < 0 || ref.offset+numel > ref.storage.numel {
+	if ref.offset < 0 || ref.offset > ref.storage.numel-numel {
 		return nil, fmt.Errorf("%s: elements %d..%d lie outside its storage of %d", name, ref.offset, ref.offset+numel, ref.storage.numel)
 	}
 	raw, err := read(ref.offset*4, numel*4)
@@ -266,19 +278,67 @@ func decodeFloat32(name string, ref *tensorRef, read func(off, n int64) ([]byte,
 	return out, nil
 }
 
-// rawTensor is a float32 array read from a weights file.
-type rawTensor struct {
+// Tensor is a float32 array read from a file.
+type Tensor struct {
 	Shape []int64
 	Data  []float32
 }
 
-// readTorchZip reads the wanted tensors of a torch.save zip archive.
-func readTorchZip(path string, want []string) (map[string]rawTensor, map[string][]int64, error) {
-	zr, err := zip.OpenReader(path)
+// Format is the layout of a torch.save file.
+type Format int
+
+const (
+	NotPTH Format = iota // neither layout
+	Zip                  // PyTorch >= 1.6: a zip archive holding data.pkl and one entry per storage
+	Legacy               // older: pickles followed by raw storage blocks
+)
+
+// Detect tells the layout of a file from its first bytes (2 suffice).
+func Detect(head []byte) Format {
+	switch {
+	case bytes.HasPrefix(head, []byte("PK\x03\x04")):
+		return Zip
+	case len(head) >= 2 && head[0] == 0x80 && head[1] <= pickle.HighestProtocol:
+		return Legacy
+	}
+	return NotPTH
+}
+
+// ReadFile reads the tensors named in want (those the file has) from the
+// torch.save file at path, and the shape of every tensor of its state_dict.
+func ReadFile(path string, want []string) (map[string]Tensor, map[string][]int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	return Read(f, st.Size(), path, want)
+}
+
+// Read is ReadFile for a file of size bytes read through r; name is used in
+// error messages.
+func Read(r io.ReaderAt, size int64, name string, want []string) (map[string]Tensor, map[string][]int64, error) {
+	head := make([]byte, 4)
+	n, _ := r.ReadAt(head, 0)
+	switch Detect(head[:n]) {
+	case Zip:
+		return readZip(r, size, name, want)
+	case Legacy:
+		return readLegacy(r, size, name, want)
+	}
+	return nil, nil, fmt.Errorf("%s: not a PyTorch .pth file (zip or legacy)", name)
+}
+
+// readZip reads the wanted tensors of a torch.save zip archive.
+func readZip(r io.ReaderAt, size int64, path string, want []string) (map[string]Tensor, map[string][]int64, error) {
+	zr, err := zip.NewReader(r, size)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: not a readable PyTorch zip archive (truncated or corrupted download?): %w", path, err)
 	}
-	defer zr.Close()
 	var pkl *zip.File
 	entries := map[string]*zip.File{}
 	for _, f := range zr.File {
@@ -298,8 +358,15 @@ func readTorchZip(path string, want []string) (map[string]rawTensor, map[string]
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
-	obj, err := unpickle(bufio.NewReader(rc), persistentStorage(map[string]*storageRef{}))
+	// Read whole (it grows with the bytes really there), so that it can be
+	// scanned before it is unpickled.
+	pklData, err := io.ReadAll(rc)
 	rc.Close()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: reading %s: %w", path, pkl.Name, err)
+	}
+	ps := &pickles{r: bytes.NewReader(pklData), size: int64(len(pklData))}
+	obj, err := ps.next(persistentStorage(map[string]*storageRef{}))
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: reading %s: %w", path, pkl.Name, err)
 	}
@@ -307,7 +374,7 @@ func readTorchZip(path string, want []string) (map[string]rawTensor, map[string]
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
-	out := map[string]rawTensor{}
+	out := map[string]Tensor{}
 	shapes := shapesOf(refs)
 	for _, name := range want {
 		ref, ok := refs[name]
@@ -330,16 +397,21 @@ func readTorchZip(path string, want []string) (map[string]rawTensor, map[string]
 			if _, err := io.CopyN(io.Discard, r, off); err != nil {
 				return nil, fmt.Errorf("reading storage: %w", err)
 			}
-			buf := make([]byte, n)
-			if _, err := io.ReadFull(r, buf); err != nil {
+			// The entry's declared size may lie: grow the buffer with the
+			// bytes actually there instead of allocating n up front.
+			buf, err := io.ReadAll(io.LimitReader(r, n))
+			if err != nil {
 				return nil, fmt.Errorf("reading storage: %w", err)
+			}
+			if int64(len(buf)) != n {
+				return nil, fmt.Errorf("reading storage: %d of %d bytes", len(buf), n)
 			}
 			return buf, nil
 		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", path, err)
 		}
-		out[name] = rawTensor{Shape: ref.shape, Data: data}
+		out[name] = Tensor{Shape: ref.shape, Data: data}
 	}
 	return out, shapes, nil
 }
@@ -347,53 +419,23 @@ func readTorchZip(path string, want []string) (map[string]rawTensor, map[string]
 // legacyMagic is the number torch.save's pre-1.6 format starts with.
 var legacyMagic, _ = new(big.Int).SetString("1950a86a20f9469cfc6c", 16)
 
-// countingReader counts the bytes consumed, so that the raw storage blocks
-// after the pickles can be located while the pickles are read through a buffer.
-type countingReader struct {
-	r *bufio.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
-func (c *countingReader) ReadByte() (byte, error) {
-	b, err := c.r.ReadByte()
-	if err == nil {
-		c.n++
-	}
-	return b, err
-}
-
-// readTorchLegacy reads the wanted tensors of a pre-1.6 torch.save file:
+// readLegacy reads the wanted tensors of a pre-1.6 torch.save file:
 // pickles of the magic number, the protocol version, system information, the
 // object itself and the list of storage keys, followed for each key by its
 // element count (int64) and its raw little-endian elements.
-func readTorchLegacy(path string, want []string) (map[string]rawTensor, map[string][]int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, nil, err
-	}
-	cr := &countingReader{r: bufio.NewReader(f)}
+func readLegacy(f io.ReaderAt, size int64, path string, want []string) (map[string]Tensor, map[string][]int64, error) {
+	cr := &pickles{r: f, size: size}
 	noPersistent := func(any) (any, error) { return nil, errors.New("unexpected persistent id") }
-	magic, err := unpickle(cr, noPersistent)
+	magic, err := cr.next(noPersistent)
 	if n, ok := magic.(*big.Int); err != nil || !ok || n.Cmp(legacyMagic) != 0 {
-		return nil, nil, fmt.Errorf("%s: neither a PyTorch .pth file (zip or legacy) nor a .safetensors file", path)
+		return nil, nil, fmt.Errorf("%s: not a PyTorch .pth file (no legacy magic number)", path)
 	}
-	if v, err := unpickle(cr, noPersistent); err != nil {
+	if v, err := cr.next(noPersistent); err != nil {
 		return nil, nil, fmt.Errorf("%s: reading the format version: %w", path, err)
 	} else if n, _ := pyInt(v); n != 1001 {
 		return nil, nil, fmt.Errorf("%s: unsupported legacy PyTorch format version %v", path, v)
 	}
-	info, err := unpickle(cr, noPersistent)
+	info, err := cr.next(noPersistent)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: reading system information: %w", path, err)
 	}
@@ -403,11 +445,11 @@ func readTorchLegacy(path string, want []string) (map[string]rawTensor, map[stri
 		}
 	}
 	seen := map[string]*storageRef{}
-	obj, err := unpickle(cr, persistentStorage(seen))
+	obj, err := cr.next(persistentStorage(seen))
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: reading the state_dict: %w", path, err)
 	}
-	keysObj, err := unpickle(cr, noPersistent)
+	keysObj, err := cr.next(noPersistent)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: reading the storage list (truncated file?): %w", path, err)
 	}
@@ -421,7 +463,7 @@ func readTorchLegacy(path string, want []string) (map[string]rawTensor, map[stri
 	}
 	// Walk the storage blocks by their headers, reading only 8 bytes per block.
 	dataAt := map[string]int64{}
-	off := cr.n
+	off := cr.off
 	var hdr [8]byte
 	for _, k := range *keyList {
 		key, ok := k.(string)
@@ -439,13 +481,15 @@ func readTorchLegacy(path string, want []string) (map[string]rawTensor, map[stri
 		if n != s.numel {
 			return nil, nil, fmt.Errorf("%s: storage %s holds %d elements, the pickle says %d", path, key, n, s.numel)
 		}
+		// Checked before adding, so that a hostile count cannot overflow off.
+		if n < 0 || n > (size-off-8)/s.typ.elemSize {
+			return nil, nil, fmt.Errorf("%s: file is %d bytes, storage %s at byte %d needs %d elements of %d bytes (truncated download?)",
+				path, size, key, off, n, s.typ.elemSize)
+		}
 		dataAt[key] = off + 8
 		off += 8 + n*s.typ.elemSize
 	}
-	if off > st.Size() {
-		return nil, nil, fmt.Errorf("%s: file is %d bytes, its storages need %d (truncated download?)", path, st.Size(), off)
-	}
-	out := map[string]rawTensor{}
+	out := map[string]Tensor{}
 	for _, name := range want {
 		ref, ok := refs[name]
 		if !ok {
@@ -465,7 +509,7 @@ func readTorchLegacy(path string, want []string) (map[string]rawTensor, map[stri
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", path, err)
 		}
-		out[name] = rawTensor{Shape: ref.shape, Data: data}
+		out[name] = Tensor{Shape: ref.shape, Data: data}
 	}
 	return out, shapesOf(refs), nil
 }
@@ -476,25 +520,4 @@ func shapesOf(refs map[string]*tensorRef) map[string][]int64 {
 		out[k] = r.shape
 	}
 	return out
-}
-
-// sniff classifies a weights file by its first bytes.
-func sniff(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	head := make([]byte, 16)
-	n, _ := io.ReadFull(f, head)
-	head = head[:n]
-	switch {
-	case bytes.HasPrefix(head, []byte("PK\x03\x04")):
-		return "zip", nil
-	case n >= 2 && head[0] == 0x80 && head[1] <= pickle.HighestProtocol:
-		return "legacy", nil
-	case n >= 9 && head[8] == '{':
-		return "safetensors", nil
-	}
-	return "", fmt.Errorf("%s: neither a PyTorch .pth file (zip or legacy) nor a .safetensors file", path)
 }
