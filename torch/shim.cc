@@ -11,6 +11,7 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/version.h>
 
+#include <dlfcn.h>
 #include <malloc.h>
 
 #include <atomic>
@@ -255,6 +256,22 @@ mt_err mt_relayout_(mt_tensor t, int format) {
 // arena (Go moves goroutines between threads), and freed activations then sit
 // in many arenas at once: one arena halved a DPA step's RSS and made it faster.
 int mt_limit_malloc_arenas(int n) { return mallopt(M_ARENA_MAX, n) == 1 ? 1 : 0; }
+
+// OpenBLAS's own thread pool (see package torch, Threads). Found by symbol so
+// that a libtorch on another BLAS (MKL, BLIS, reference) links and runs
+// unchanged; both return 0 when the BLAS is not OpenBLAS.
+int mt_set_blas_threads(int n) {
+  using setter = void (*)(int);
+  auto set = reinterpret_cast<setter>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (set == nullptr) return 0;
+  set(n);
+  return 1;
+}
+int mt_get_blas_threads(void) {
+  using getter = int (*)(void);
+  auto get = reinterpret_cast<getter>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  return get == nullptr ? 0 : get();
+}
 
 mt_err mt_binary(int op, mt_tensor a, mt_tensor b, mt_tensor *out) {
   MT_TRY({

@@ -84,6 +84,9 @@ mt_err mt_relayout_(mt_tensor t, int format); /* a leaf without gradient (frozen
 
 /* glibc malloc: caps the number of arenas (0 when it could not) */
 int mt_limit_malloc_arenas(int n);
+/* OpenBLAS thread pool size, found by symbol (0 when the BLAS is not OpenBLAS) */
+int mt_set_blas_threads(int n);
+int mt_get_blas_threads(void);
 
 /* elementwise */
 enum mt_binary_op { MT_ADD, MT_SUB, MT_MUL, MT_DIV, MT_POW, MT_MAXIMUM, MT_MINIMUM, MT_EQ, MT_NE, MT_GT, MT_GE, MT_LT, MT_LE, MT_RSUB };

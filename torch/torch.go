@@ -40,6 +40,17 @@
 // wanders between threads builds several of each. Measured on a DPA training
 // step (batch 32, 2 cores): peak RSS 2085 -> 1112 MiB, both cores busy
 // (CPU/wall 1.84 -> 1.99) and 8% less wall time.
+//
+// libtorch's matrix products call the BLAS it was built against; Debian's
+// libtorch links OpenBLAS's pthreads build, which keeps a thread pool of its
+// own beside libtorch's OpenMP pool (libtorch's thread count does not reach
+// it). After every product OpenBLAS's idle worker polls for new work for about
+// 0.1 s, calling sched_yield in a loop, so on the short ops of a small network
+// it never sleeps: this is the system time of an AE run at 32x32 (see
+// BENCHMARKS.md, "System time"). OPENBLAS_NUM_THREADS=1 in the environment, or
+// SetBLASThreads(1), puts that pool to sleep for good. It is not the
+// default because OpenBLAS splits a product differently on one thread, so the
+// trained weights change at rounding level, as with another thread count.
 package torch
 
 /*
@@ -67,6 +78,20 @@ func init() {
 		C.mt_limit_malloc_arenas(1)
 	}
 }
+
+// SetBLASThreads sets the size of OpenBLAS's own thread pool (see Threads
+// above) and reports whether libtorch's BLAS is OpenBLAS; with MKL, BLIS or
+// the reference BLAS it does nothing and returns false.
+func SetBLASThreads(n int) bool {
+	if n <= 0 {
+		n = runtime.NumCPU()
+	}
+	return C.mt_set_blas_threads(C.int(n)) != 0
+}
+
+// BLASThreads is the size of OpenBLAS's own thread pool, or 0 when libtorch's
+// BLAS is not OpenBLAS (MKL shares libtorch's OpenMP threads).
+func BLASThreads() int { return int(C.mt_get_blas_threads()) }
 
 // Version is the version of the linked libtorch, e.g. "1.13.0".
 func Version() string { return C.GoString(C.mt_version()) }

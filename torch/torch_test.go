@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -416,4 +417,30 @@ func TestMemoryStaysFlat(t *testing.T) {
 		t.Fatalf("RSS grew from %d KiB to %d KiB (more than 10%%) over %d steps", rss0, rss1, steps-warm)
 	}
 	t.Logf("RSS after warm-up %d KiB, after %d steps %d KiB", rss0, steps, rss1)
+}
+
+func TestSetBLASThreads(t *testing.T) {
+	before := BLASThreads()
+	if before == 0 {
+		if SetBLASThreads(1) {
+			t.Fatal("SetBLASThreads reports OpenBLAS but BLASThreads found none")
+		}
+		t.Skip("libtorch's BLAS is not OpenBLAS")
+	}
+	defer SetBLASThreads(before)
+	if !SetBLASThreads(1) || BLASThreads() != 1 {
+		t.Fatalf("after SetBLASThreads(1): %d OpenBLAS threads", BLASThreads())
+	}
+	// A product still works with the pool asleep.
+	a := FromFloat32([]float32{1, 2, 3, 4}, 2, 2)
+	defer a.Free()
+	p := a.Matmul(a)
+	defer p.Free()
+	got, err := p.Float32s()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []float32{7, 10, 15, 22}; !slices.Equal(got, want) {
+		t.Fatalf("matmul with one OpenBLAS thread: %v, want %v", got, want)
+	}
 }

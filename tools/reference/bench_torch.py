@@ -140,39 +140,80 @@ def dpa_train(a):
     return step
 
 
-def maddr_dpa_train(a):
-    """maddr_dpa_parity.py's step with a drawn lambda and permutation (mixup on every step)."""
-    rp, net = rp_loss(), dpa.DPA(a.size, 128)
+def maddr_terms(z, idx, lam, perm, heads):
+    """MADDR's terms on a mixed batch's latent z, as the Go framework adds them to
+    every baseline: focal losses of both heads (mixed labels) on z[0:10] and
+    z[10:20], eq. 4's center loss on the rest. Returns (modality, organ, center)."""
+    n = z.shape[0]
+    zf = z.reshape(n, -1)
+    ym = torch.tensor([GROUP_MODALITY[i % 3] for i in idx.tolist()])
+    yo = torch.tensor([GROUP_ORGAN[i % 3] for i in idx.tolist()])
+
+    def mixed_focal(head, part, y):
+        logits = head(part)
+        return lam * focal(logits, y, ALPHA, 2.0) + (1 - lam) * focal(logits, y[perm], ALPHA, 2.0)
+    fm = mixed_focal(heads["modality_head"], zf[:, 0:10], ym).float()
+    fo = mixed_focal(heads["organ_head"], zf[:, 10:20], yo).float()
+    return fm, fo, center_eq4(zf[:, 20:]).float()
+
+
+def maddr_train(net, extra_params, a):
+    """Wraps a baseline's training loss in MADDR with mixup on every step (as the
+    Go side's maddr-* cases): net_loss(net, xm) returns (total, z, terms to read)."""
     heads = nn.ModuleDict({"modality_head": nn.Linear(10, 2), "organ_head": nn.Linear(10, 2)})
-    opt = torch.optim.Adam(list(net.parameters()) + list(heads.parameters()), lr=1e-3)
+    opt = torch.optim.Adam(list(extra_params) + list(heads.parameters()), lr=1e-3)
     beta = torch.distributions.Beta(1.0, 1.0)
 
     def step(x, idx):
-        n = x.shape[0]
         lam = float(beta.sample())
-        perm = torch.randperm(n)
+        perm = torch.randperm(x.shape[0])
         xm = lam * x + (1 - lam) * x[perm]
-        z = net.enc(xm)
-        xr = net.dec(z)
-        rp_img, _ = rp.per_image(xm, xr)
-        l1 = (xm - xr).abs().mean()
-        zf = z.reshape(n, -1)
-        ym = torch.tensor([GROUP_MODALITY[i % 3] for i in idx.tolist()])
-        yo = torch.tensor([GROUP_ORGAN[i % 3] for i in idx.tolist()])
-
-        def mixed_focal(head, part, y):
-            logits = head(part)
-            return lam * focal(logits, y, ALPHA, 2.0) + (1 - lam) * focal(logits, y[perm], ALPHA, 2.0)
-        fm = mixed_focal(heads["modality_head"], zf[:, 0:10], ym).float()
-        fo = mixed_focal(heads["organ_head"], zf[:, 10:20], yo).float()
-        c = center_eq4(zf[:, 20:]).float()
-        rpm = rp_img.mean()
-        total = rpm + 0.1 * l1 + fo + fm + c
-        [t.item() for t in (rpm, l1, fm, fo, c, total)]
+        base_total, z, read = net(xm)
+        fm, fo, c = maddr_terms(z, idx, lam, perm, heads)
+        total = base_total + fo + fm + c
+        [t.item() for t in read + [fm, fo, c, total]]
         zero_grad(opt)
         total.backward()
         opt.step()
     return step
+
+
+def maddr_dpa_train(a):
+    """maddr_dpa_parity.py's step with a drawn lambda and permutation (mixup on every step)."""
+    rp, net = rp_loss(), dpa.DPA(a.size, 128)
+
+    def loss(xm):
+        z = net.enc(xm)
+        xr = net.dec(z)
+        rp_img, _ = rp.per_image(xm, xr)
+        rpm, l1 = rp_img.mean(), (xm - xr).abs().mean()
+        return rpm + 0.1 * l1, z, [rpm, l1]
+    return maddr_train(loss, net.parameters(), a)
+
+
+def maddr_ae_train(a):
+    """MADDR+AE: ae_train's network and loss on the mixed batch, plus MADDR's terms on z."""
+    net = ae.AE(a.size, 16, 1024, 128)
+    net.train()
+
+    def loss(xm):
+        z, x_hat = net(xm)
+        rec = ((xm - x_hat) ** 2).mean()
+        return rec, z, [rec]
+    return maddr_train(loss, net.parameters(), a)
+
+
+def maddr_memae_train(a):
+    """MADDR+MemAE: memae_train's network and loss on the mixed batch, plus MADDR's terms on z."""
+    net = mem.MemAE(a.size, 16, 1024, 128, 25, 0.0025)
+    net.train()
+
+    def loss(xm):
+        z, w, _, x_hat = net(xm)
+        rec = ((xm - x_hat) ** 2).mean()
+        ent = (-(w * torch.log(w + 1e-12)).sum(1)).mean()
+        return rec + MEMAE_ENTROPY_WEIGHT * ent, z, [rec, ent]
+    return maddr_train(loss, net.parameters(), a)
 
 
 def ganomaly_train(a):
@@ -345,6 +386,7 @@ def fanogan_score(a):
 CASES = {"dpa-train": dpa_train, "dpa-train-nocache": dpa_train, "maddr-dpa-train": maddr_dpa_train, "ganomaly-train": ganomaly_train,
          "dpa-score": dpa_score, "dpa-score-bf16": dpa_score, "ganomaly-score": ganomaly_score,
          "ae-train": ae_train, "ae-score": ae_score, "memae-train": memae_train, "memae-score": memae_score,
+         "maddr-ae-train": maddr_ae_train, "maddr-memae-train": maddr_memae_train,
          "fanogan-train": fanogan_train, "fanogan-score": fanogan_score}
 
 
