@@ -1,0 +1,2 @@
+// Package infer is the one way a loaded model is applied to images.
+package infer
