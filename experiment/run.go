@@ -91,7 +91,7 @@ func Run(ctx context.Context, s Settings, dir string, o Options) (*Summary, erro
 	sum := &Summary{Planned: len(cells)}
 	var todo []Cell
 	for i, c := range cells {
-		if !o.Shard.Owns(i) {
+		if !o.Shard.OwnsPosition(i) {
 			continue
 		}
 		sum.Owned++

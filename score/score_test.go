@@ -220,7 +220,7 @@ func TestShardsMergeToTheSingleRun(t *testing.T) {
 	var paths []string
 	covered := 0
 	for i := 0; i < 3; i++ {
-		sh := score.Shard{Index: i, Count: 3}
+		sh := score.Shard{Index: i + 1, Count: 3}
 		units := score.Select(ex.Units, sh)
 		covered += len(units)
 		if len(units) == 0 || len(units) == len(ex.Units) {

@@ -54,7 +54,7 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 	format := fs.String("format", "", "csv or json (default: from --out)")
 	heatmaps := fs.String("heatmap", "", "write a heat map overlay PNG per image into this folder")
 	group := fs.String("group", "", "judge every image against this group's threshold instead of routing by the heads")
-	shard := fs.String("shard", "", "score only part i/n of the inputs (0 <= i < n), e.g. $JOB_COMPLETION_INDEX/8")
+	shard := fs.String("shard", "", "score only part i/n of the inputs (1 <= i <= n), e.g. $((JOB_COMPLETION_INDEX+1))/8")
 	sf := addScoreFlags(fs)
 	skipBad := fs.Bool("skip-bad", false, "exit 0 even when some images could not be read (their rows say error either way)")
 	threads := fs.Int("threads", 0, "libtorch threads (0: all cores)")

@@ -41,7 +41,7 @@ func TestScoreShardsAndMerge(t *testing.T) {
 	var shards []string
 	for i := 0; i < 3; i++ {
 		p := filepath.Join(out, "shard-"+string(rune('0'+i))+".csv")
-		if code, msg := run("score", "--model", runDir, "--hu", "--quiet", "--shard", string(rune('0'+i))+"/3", "--out", p, data); code != 0 {
+		if code, msg := run("score", "--model", runDir, "--hu", "--quiet", "--shard", string(rune('1'+i))+"/3", "--out", p, data); code != 0 {
 			t.Fatalf("shard %d: exit %d: %s", i, code, msg)
 		}
 		shards = append(shards, p)
