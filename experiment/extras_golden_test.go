@@ -3,7 +3,6 @@ package experiment
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
@@ -34,16 +33,6 @@ type extrasOutputs struct {
 	TestScoresSHA256 string            `json:"test_scores_sha256"`
 	HeatMaps         map[string]string `json:"heat_maps_png_sha256"`
 	LatentsSHA256    string            `json:"latents_sha256"`
-}
-
-func bitsSHA256(v []float32) string {
-	h := sha256.New()
-	var buf [4]byte
-	for _, f := range v {
-		binary.LittleEndian.PutUint32(buf[:], math.Float32bits(f))
-		h.Write(buf[:])
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 func fileSHA256(t *testing.T, path string) string {
@@ -80,7 +69,7 @@ func TestExtrasBitForBitAsBefore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := extrasOutputs{TestScoresSHA256: bitsSHA256(ts32), HeatMaps: map[string]string{}}
+	got := extrasOutputs{TestScoresSHA256: scoretest.BitsSHA256(ts32), HeatMaps: map[string]string{}}
 	for g, hm := range heat {
 		got.HeatMaps[g] = fileSHA256(t, filepath.Join(dir, hm.File))
 	}
@@ -92,7 +81,7 @@ func TestExtrasBitForBitAsBefore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got.LatentsSHA256 = bitsSHA256(f.Tensors["z_c"].F32)
+	got.LatentsSHA256 = scoretest.BitsSHA256(f.Tensors["z_c"].F32)
 	if *updateExtras {
 		b, _ := json.MarshalIndent(got, "", " ")
 		if err := os.WriteFile(extrasGolden, append(b, '\n'), 0o644); err != nil {

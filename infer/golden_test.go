@@ -3,12 +3,8 @@ package infer_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
-	"math"
 	"os"
 	"strconv"
 	"testing"
@@ -16,12 +12,10 @@ import (
 	_ "github.com/maddr-project/maddr/baselines/ae" // the fixture's baseline
 	"github.com/maddr-project/maddr/dataset"
 	"github.com/maddr-project/maddr/evaluate"
-	"github.com/maddr-project/maddr/maddr"
 	"github.com/maddr-project/maddr/metrics"
 	"github.com/maddr-project/maddr/modelfile"
 	"github.com/maddr-project/maddr/score"
 	"github.com/maddr-project/maddr/score/scoretest"
-	"github.com/maddr-project/maddr/train"
 )
 
 // updateGolden rewrites the saved outputs (and, when missing, trains the
@@ -73,20 +67,9 @@ func exactPtr(p *float64) string {
 	return exact(*p)
 }
 
-// floatsSHA256 hashes the exact bits of v.
-func floatsSHA256(v []float32) string {
-	h := sha256.New()
-	var buf [4]byte
-	for _, f := range v {
-		binary.LittleEndian.PutUint32(buf[:], math.Float32bits(f))
-		h.Write(buf[:])
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 // fixtureModel returns the committed fixture model, training it first when
-// -update-golden is given and it is missing. It is scoretest's model made
-// small (a 64-wide bottleneck instead of 1024) so the file can be committed.
+// -update-golden is given and it is missing (scoretest.TrainSmall, small
+// enough to commit).
 func fixtureModel(t *testing.T) *modelfile.Model {
 	t.Helper()
 	if _, err := os.Stat(goldenModel); err != nil && *updateGolden {
@@ -101,32 +84,7 @@ func fixtureModel(t *testing.T) *modelfile.Model {
 
 func trainFixture(t *testing.T) {
 	t.Helper()
-	samples := scoretest.Phantom(t)
-	cfg := train.Defaults("ae")
-	cfg.Sources = nil
-	cfg.Preprocess.Size, cfg.Preprocess.Resize, cfg.Preprocess.Crop = 32, 0, 0
-	cfg.Iterations, cfg.BatchSize, cfg.Threads, cfg.CheckpointEvery = 60, 8, 0, 1000
-	cfg.LatentDim, cfg.ModelOptions = 64, json.RawMessage(`{"hidden":64}`)
-	cfg.MADDR = maddr.Paper().ScaleMixup(cfg.Iterations)
-	ctx := context.Background()
-	res, err := train.Run(ctx, cfg, t.TempDir(), train.Options{Samples: samples})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := modelfile.Load(res.ModelPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := evaluate.Evaluate(ctx, m, samples, metrics.SelectOptions{}, false)
-	m.Framework.Base.Store().Free()
-	if err != nil {
-		t.Fatal(err)
-	}
-	th := rep.Thresholds()
-	if err := modelfile.UpdateManifest(res.ModelPath, func(mf *modelfile.Manifest) error { mf.Thresholds = th; return nil }); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(res.ModelPath)
+	b, err := os.ReadFile(scoretest.TrainSmall(t, t.TempDir()).Path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +147,7 @@ func scoreOutputs(t *testing.T, m *modelfile.Model, test []dataset.Sample) []sco
 		out = append(out, scoreGolden{
 			Path: res.Path, Raw: exactPtr(res.Raw), Normalised: exactPtr(res.Normalised), OrganProb: exactPtr(res.OrganProb),
 			ModalityProb: exactPtr(res.ModalityProb), Decision: res.Decision, Group: res.Group, WindowOrgan: res.WindowOrgan,
-			MapSHA256: floatsSHA256(res.Map),
+			MapSHA256: scoretest.BitsSHA256(res.Map),
 		})
 	}
 	return out
