@@ -147,14 +147,7 @@ func FromScores(m *modelfile.Model, val, test []dataset.Sample, valScores, testS
 	if err != nil {
 		return nil, err
 	}
-	counts := map[string]map[string]int{}
-	for _, s := range append(append([]dataset.Sample{}, val...), test...) {
-		key := string(s.Split) + "/" + s.Label.String()
-		if counts[s.Group] == nil {
-			counts[s.Group] = map[string]int{}
-		}
-		counts[s.Group][key]++
-	}
+	counts := splitCounts(append(append([]dataset.Sample{}, val...), test...))
 	normalVal := map[string][]float64{}
 	for i, s := range val {
 		if s.Label == dataset.Normal && !math.IsNaN(vs[i]) {
@@ -162,6 +155,23 @@ func FromScores(m *modelfile.Model, val, test []dataset.Sample, valScores, testS
 		}
 	}
 	return &Report{Model: m.Manifest.Model, Path: m.Path, Notes: m.Manifest.Notes, F1Note: F1Explanation, Results: res, Counts: counts, normalVal: normalVal}, nil
+}
+
+// splitCounts is the data set's own tally (dataset.Counts) keyed as the
+// report shows it: group, then "split/label"; empty cells are left out.
+func splitCounts(samples []dataset.Sample) map[string]map[string]int {
+	out := map[string]map[string]int{}
+	for _, c := range dataset.Counts(samples) {
+		if out[c.Group] == nil {
+			out[c.Group] = map[string]int{}
+		}
+		for label, n := range map[dataset.Label]int{dataset.Normal: c.Normal, dataset.Abnormal: c.Abnormal} {
+			if n > 0 {
+				out[c.Group][string(c.Split)+"/"+label.String()] = n
+			}
+		}
+	}
+	return out
 }
 
 func scored(samples []dataset.Sample, scores []float64) metrics.Scored {
