@@ -290,7 +290,7 @@ func TestShardsMergeToTheSingleRun(t *testing.T) {
 		t.Errorf("foreign shard: %v", err)
 	}
 	overlap := filepath.Join(outDir, "overlap.csv")
-	os.WriteFile(overlap, []byte(strings.Replace(single, `"model_sha256":"x"`, `"model_sha256":"x","shard":{"index":2,"count":3}`, 1)), 0o644)
+	os.WriteFile(overlap, []byte(strings.Replace(single, `"model_sha256":"x"`, `"model_sha256":"x","shard":{"index":3,"count":3}`, 1)), 0o644)
 	if _, _, err := score.Merge([]string{paths[0], paths[1], overlap}, score.MergeOptions{}); err == nil || !strings.Contains(err.Error(), "appears in both") {
 		t.Errorf("overlapping shards: %v", err)
 	}
