@@ -110,7 +110,7 @@ func TestScoreShardsAndMerge(t *testing.T) {
 	}{
 		{[]string{"score", data}, 2, "--model"},
 		{[]string{"score", "--model", runDir, "--group", "brain-mr", data}, 1, "not one this model was trained on"},
-		{[]string{"score", "--model", runDir, "--shard", "3/3", data}, 1, "0 <= i < n"},
+		{[]string{"score", "--model", runDir, "--shard", "4/3", data}, 1, "1 <= i <= n"},
 		{[]string{"score", "--model", runDir, filepath.Join(data, "nope.png")}, 1, "does not exist"},
 		{[]string{"merge", shards[0], shards[1]}, 1, "missing"},
 		{[]string{"merge", whole}, 1, "not a shard"},
