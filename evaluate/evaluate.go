@@ -11,16 +11,15 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"runtime"
 	"sort"
 	"strings"
 
 	"github.com/maddr-project/maddr/dataset"
+	"github.com/maddr-project/maddr/infer"
 	"github.com/maddr-project/maddr/loader"
 	"github.com/maddr-project/maddr/metrics"
 	"github.com/maddr-project/maddr/modelfile"
 	"github.com/maddr-project/maddr/preprocess"
-	"github.com/maddr-project/maddr/torch"
 )
 
 // ScoreSamples returns the model's raw anomaly score for every sample, in
@@ -50,7 +49,7 @@ func ScoreSamples(ctx context.Context, m *modelfile.Model, samples []dataset.Sam
 // in sample order, so the same model scores the same images identically
 // whoever calls (evaluation, the validation during training).
 type ScoringOptions struct {
-	// BatchSize of the forward passes (0: 32).
+	// BatchSize of the forward passes (0: infer.DefaultBatchSize).
 	BatchSize int
 	SkipBad   bool
 	// CacheBytes bounds the memory of cached preprocessed images (negative:
@@ -69,7 +68,7 @@ type ScoringOptions struct {
 // NewScoringLoader prepares samples for ScoreLoader with the preprocessing pp.
 func NewScoringLoader(ctx context.Context, samples []dataset.Sample, pp preprocess.Config, o ScoringOptions) (*loader.Loader, error) {
 	if o.BatchSize <= 0 {
-		o.BatchSize = 32
+		o.BatchSize = infer.DefaultBatchSize
 	}
 	return loader.New(ctx, samples, loader.Config{
 		Size: pp.Size, Transform: loader.Preprocess(pp), BatchSize: o.BatchSize, SkipBad: o.SkipBad, Lazy: !o.Verify,
@@ -79,44 +78,17 @@ func NewScoringLoader(ctx context.Context, samples []dataset.Sample, pp preproce
 
 // ImageScorer turns a batch of images into per-image anomaly scores: a
 // baseline in fp32, or a loaded model file at its chosen precision.
-type ImageScorer interface {
-	Score(x *torch.Tensor) *torch.Tensor
-}
+type ImageScorer = infer.Scorer
 
 // ScoreLoader returns model's raw anomaly score for every sample of ld
-// (parallel to ld.Samples()), computed without gradients in evaluation mode;
-// NaN marks an image that was skipped or that the model scored NaN.
+// (parallel to ld.Samples()), computed by package infer in the loader's
+// batches; NaN marks an image that was skipped or that the model scored NaN.
 func ScoreLoader(ctx context.Context, model ImageScorer, ld *loader.Loader) ([]float64, error) {
-	scores := make([]float64, ld.Len())
-	for i := range scores {
-		scores[i] = math.NaN()
+	out, err := infer.ForScorer(model, ld.Size()).Stream(ctx, ld, infer.Scores)
+	if err != nil {
+		return nil, err
 	}
-	side := int64(ld.Size())
-	// One OS thread drives libtorch while scoring (see package torch, Threads).
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	for batch, err := range ld.Eval(ctx) {
-		if err != nil {
-			return nil, err
-		}
-		err := torch.NoGrad(func() error {
-			return torch.Run(func(s *torch.Scope) error {
-				x := s.Adopt(torch.FromFloat32(batch.X, int64(batch.Len()), 1, side, side))
-				v, err := s.Adopt(model.Score(x)).Float32s()
-				if err != nil {
-					return err
-				}
-				for j, idx := range batch.Index {
-					scores[idx] = float64(v[j])
-				}
-				return nil
-			})
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	return scores, nil
+	return out.Scores, nil
 }
 
 // Report is the evaluation of one model.
@@ -138,15 +110,7 @@ const F1Explanation = "F1 is macro-F1 (mean of the normal-class and abnormal-cla
 
 // valAndTest picks the validation and test images out of samples, in order.
 func valAndTest(samples []dataset.Sample) (val, test []dataset.Sample) {
-	for _, s := range samples {
-		switch s.Split {
-		case dataset.Val:
-			val = append(val, s)
-		case dataset.Test:
-			test = append(test, s)
-		}
-	}
-	return val, test
+	return dataset.Filter(samples, dataset.Val), dataset.Filter(samples, dataset.Test)
 }
 
 // Evaluate scores the validation and test samples of every group and applies the protocol.
@@ -183,14 +147,7 @@ func FromScores(m *modelfile.Model, val, test []dataset.Sample, valScores, testS
 	if err != nil {
 		return nil, err
 	}
-	counts := map[string]map[string]int{}
-	for _, s := range append(append([]dataset.Sample{}, val...), test...) {
-		key := string(s.Split) + "/" + s.Label.String()
-		if counts[s.Group] == nil {
-			counts[s.Group] = map[string]int{}
-		}
-		counts[s.Group][key]++
-	}
+	counts := splitCounts(append(append([]dataset.Sample{}, val...), test...))
 	normalVal := map[string][]float64{}
 	for i, s := range val {
 		if s.Label == dataset.Normal && !math.IsNaN(vs[i]) {
@@ -198,6 +155,23 @@ func FromScores(m *modelfile.Model, val, test []dataset.Sample, valScores, testS
 		}
 	}
 	return &Report{Model: m.Manifest.Model, Path: m.Path, Notes: m.Manifest.Notes, F1Note: F1Explanation, Results: res, Counts: counts, normalVal: normalVal}, nil
+}
+
+// splitCounts is the data set's own tally (dataset.Counts) keyed as the
+// report shows it: group, then "split/label"; empty cells are left out.
+func splitCounts(samples []dataset.Sample) map[string]map[string]int {
+	out := map[string]map[string]int{}
+	for _, c := range dataset.Counts(samples) {
+		if out[c.Group] == nil {
+			out[c.Group] = map[string]int{}
+		}
+		for label, n := range map[dataset.Label]int{dataset.Normal: c.Normal, dataset.Abnormal: c.Abnormal} {
+			if n > 0 {
+				out[c.Group][string(c.Split)+"/"+label.String()] = n
+			}
+		}
+	}
+	return out
 }
 
 func scored(samples []dataset.Sample, scores []float64) metrics.Scored {

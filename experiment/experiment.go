@@ -28,6 +28,7 @@ import (
 	"github.com/maddr-project/maddr/maddr"
 	"github.com/maddr-project/maddr/metrics"
 	"github.com/maddr-project/maddr/preprocess"
+	"github.com/maddr-project/maddr/shard"
 	"github.com/maddr-project/maddr/train"
 )
 
@@ -475,32 +476,9 @@ func Plan(s Settings, groups []string) ([]Cell, error) {
 	return cells, nil
 }
 
-// Shard selects the cells of one machine: cell i of the plan belongs to
-// shard (i mod Count) + 1. The zero value (or Count 1) is the whole plan.
-type Shard struct {
-	Index, Count int
-}
+// Shard selects the cells of one machine: cell k of the plan belongs to
+// shard (k mod n) + 1 (see package shard). The zero value is the whole plan.
+type Shard = shard.Shard
 
-// ParseShard reads "i/n" with 1 <= i <= n.
-func ParseShard(s string) (Shard, error) {
-	if s == "" {
-		return Shard{}, nil
-	}
-	a, b, ok := strings.Cut(s, "/")
-	i, err1 := strconv.Atoi(a)
-	n, err2 := strconv.Atoi(b)
-	if !ok || err1 != nil || err2 != nil || n < 1 || i < 1 || i > n {
-		return Shard{}, fmt.Errorf("shard %q: want i/n with 1 <= i <= n, e.g. 2/8 (for a job array counting from 0, pass $((ID+1))/n)", s)
-	}
-	return Shard{Index: i, Count: n}, nil
-}
-
-// Owns reports whether plan position i belongs to the shard.
-func (s Shard) Owns(i int) bool { return s.Count <= 1 || i%s.Count == s.Index-1 }
-
-func (s Shard) String() string {
-	if s.Count <= 1 {
-		return "all"
-	}
-	return fmt.Sprintf("%d/%d", s.Index, s.Count)
-}
+// ParseShard reads "i/n" with 1 <= i <= n; "" is the whole plan.
+func ParseShard(s string) (Shard, error) { return shard.Parse(s) }

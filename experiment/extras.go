@@ -8,29 +8,27 @@ import (
 
 	"github.com/maddr-project/maddr/atomicfile"
 	"github.com/maddr-project/maddr/dataset"
+	"github.com/maddr-project/maddr/infer"
 	"github.com/maddr-project/maddr/loader"
 	"github.com/maddr-project/maddr/modelfile"
 	"github.com/maddr-project/maddr/report"
 	"github.com/maddr-project/maddr/safetensors"
-	"github.com/maddr-project/maddr/torch"
 )
 
 // inputs returns the preprocessed network inputs of samples, exactly as the
 // model saw them during evaluation.
-func inputs(ctx context.Context, m *modelfile.Model, samples []dataset.Sample) ([]float32, error) {
+func inputs(ctx context.Context, m *modelfile.Model, samples []dataset.Sample) ([][]float32, error) {
 	pp := m.Manifest.Preprocess
-	ld, err := loader.New(ctx, samples, loader.Config{Size: pp.Size, Transform: loader.Preprocess(pp), BatchSize: 32, Lazy: true, CacheBytes: -1})
+	ld, err := loader.New(ctx, samples, loader.Config{Size: pp.Size, Transform: loader.Preprocess(pp), BatchSize: infer.DefaultBatchSize, Lazy: true, CacheBytes: -1})
 	if err != nil {
 		return nil, err
 	}
 	defer ld.Close()
-	out := make([]float32, 0, len(samples)*pp.Size*pp.Size)
+	out := make([][]float32, len(samples))
 	for i := range samples {
-		x, err := ld.Input(i)
-		if err != nil {
+		if out[i], err = ld.Input(i); err != nil {
 			return nil, err
 		}
-		out = append(out, x...)
 	}
 	return out, nil
 }
@@ -59,28 +57,16 @@ func writeHeatMaps(ctx context.Context, m *modelfile.Model, test []dataset.Sampl
 		if err != nil {
 			return nil, err
 		}
-		var maps []float32
-		err = torch.NoGrad(func() error {
-			return torch.Run(func(s *torch.Scope) error {
-				xt := s.Adopt(torch.FromFloat32(x, int64(len(smp)), 1, int64(size), int64(size)))
-				amap := s.Adopt(m.Framework.Base.AnomalyMap(xt))
-				var err error
-				maps, err = amap.Float32s()
-				return err
-			})
-		})
+		// One pass over the group's picks, as the montages were always drawn.
+		res, err := infer.New(m).WithBatchSize(len(x)).InOrder(ctx, x, infer.Maps)
 		if err != nil {
 			return nil, err
 		}
-		if len(maps) != len(x) {
-			return nil, fmt.Errorf("%s's anomaly map has %d values for %d images of %dx%d", m.Manifest.Model, len(maps), len(smp), size, size)
-		}
-		pix := size * size
 		hm := HeatMap{File: "heatmap-" + g + ".png"}
 		rows := [][]report.Tile{nil, nil}
 		for j, i := range picked {
 			p := Pick{ID: test[i].ID, Where: test[i].Where(), Score: scores[i], Abnormal: test[i].Label == dataset.Abnormal}
-			tile := report.Tile{Image: x[j*pix : (j+1)*pix], Map: maps[j*pix : (j+1)*pix], Caption: fmt.Sprintf("%.4g", p.Score), Abnormal: p.Abnormal}
+			tile := report.Tile{Image: x[j], Map: res.Maps[j], Caption: fmt.Sprintf("%.4g", p.Score), Abnormal: p.Abnormal}
 			if j < len(top) {
 				hm.Abnormal = append(hm.Abnormal, p)
 				rows[0] = append(rows[0], tile)
@@ -155,26 +141,15 @@ func writeLatents(ctx context.Context, m *modelfile.Model, test []dataset.Sample
 	if err != nil {
 		return err
 	}
-	size := int64(m.Manifest.Preprocess.Size)
+	out, err := infer.New(m).InOrder(ctx, x, infer.Latents)
+	if err != nil {
+		return err
+	}
 	d := int64(m.Framework.Base.LatentDim())
 	start := int64(zcStart(m))
 	var zc []float32
-	const batch = 32
-	for b := 0; b < len(smp); b += batch {
-		n := min(batch, len(smp)-b)
-		err := torch.NoGrad(func() error {
-			return torch.Run(func(s *torch.Scope) error {
-				xt := s.Adopt(torch.FromFloat32(x[b*int(size*size):(b+n)*int(size*size)], int64(n), 1, size, size))
-				z := m.Framework.Base.Latent(xt, false)
-				z = z.Reshape(int64(n), -1).Narrow(1, start, d-start)
-				v, err := z.Float32s()
-				zc = append(zc, v...)
-				return err
-			})
-		})
-		if err != nil {
-			return err
-		}
+	for _, z := range out.Latents {
+		zc = append(zc, z[start:d]...)
 	}
 	metaJSON, _ := json.Marshal(meta)
 	f := safetensors.File{

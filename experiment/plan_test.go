@@ -140,7 +140,7 @@ func TestShards(t *testing.T) {
 				t.Fatal(err)
 			}
 			for k := range owners {
-				if sh.Owns(k) {
+				if sh.OwnsPosition(k) {
 					owners[k]++
 				}
 			}
@@ -156,7 +156,7 @@ func TestShards(t *testing.T) {
 			t.Errorf("ParseShard(%q): want an error", bad)
 		}
 	}
-	if sh, err := ParseShard(""); err != nil || !sh.Owns(5) {
+	if sh, err := ParseShard(""); err != nil || !sh.OwnsPosition(5) {
 		t.Error("no shard must own everything")
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/maddr-project/maddr/atomicfile"
 	"github.com/maddr-project/maddr/metrics"
+	"github.com/maddr-project/maddr/shard"
 	"github.com/maddr-project/maddr/train"
 )
 
@@ -177,28 +178,29 @@ func readRecord(dir string) (*Record, error) {
 // A cell found in several directories (a shard run twice) is taken once,
 // from the first directory; conflicting copies are reported in notes.
 func LoadResults(dirs ...string) (results []*Result, notes []string, err error) {
-	seen := map[string]*Result{}
+	var outputs [][]*Result
 	for _, dir := range dirs {
 		paths, err := filepath.Glob(filepath.Join(dir, CellsDir, "*", CellFile))
 		if err != nil {
 			return nil, nil, err
 		}
 		sort.Strings(paths)
+		var cells []*Result
 		for _, p := range paths {
 			r, err := readResult(p)
 			if err != nil {
 				return nil, nil, err
 			}
-			if prev, dup := seen[r.ID]; dup {
-				if prev.Hash != r.Hash {
-					notes = append(notes, fmt.Sprintf("cell %s exists in %s and %s with different settings (hash %s vs %s); kept the first",
-						r.ID, prev.Dir, r.Dir, prev.Hash, r.Hash))
-				}
-				continue
-			}
-			seen[r.ID] = r
-			results = append(results, r)
+			cells = append(cells, r)
 		}
+		outputs = append(outputs, cells)
 	}
-	return results, notes, nil
+	results, err = shard.Union(outputs, func(r *Result) string { return r.ID }, func(first, later *Result) error {
+		if first.Hash != later.Hash {
+			notes = append(notes, fmt.Sprintf("cell %s exists in %s and %s with different settings (hash %s vs %s); kept the first",
+				later.ID, first.Dir, later.Dir, first.Hash, later.Hash))
+		}
+		return nil
+	})
+	return results, notes, err
 }

@@ -153,7 +153,7 @@ func pendingCells(dir string, cells []Cell, sel metrics.SelectOptions, o Options
 	sum := &Summary{Planned: len(cells)}
 	var todo []Cell
 	for i, c := range cells {
-		if !o.Shard.Owns(i) {
+		if !o.Shard.OwnsPosition(i) {
 			continue
 		}
 		sum.Owned++

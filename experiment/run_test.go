@@ -127,18 +127,18 @@ func TestTable1RunResumeShardMerge(t *testing.T) {
 			cancel()
 		}
 	}
-	_, err = Run(ctxA, s, a, Options{Samples: samples, Shard: Shard{1, 2}, AfterStep: stop, NoReport: true})
+	_, err = Run(ctxA, s, a, Options{Samples: samples, Shard: Shard{Index: 1, Count: 2}, AfterStep: stop, NoReport: true})
 	if err == nil || !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted shard: err = %v", err)
 	}
-	sum, err = Run(ctx, s, a, Options{Samples: samples, Shard: Shard{1, 2}, NoReport: true})
+	sum, err = Run(ctx, s, a, Options{Samples: samples, Shard: Shard{Index: 1, Count: 2}, NoReport: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Contains(sum.Ran, interrupted) || len(sum.Skipped) == 0 {
 		t.Errorf("resumed shard ran %v, skipped %v; want the interrupted %s run and the cell before it skipped", sum.Ran, sum.Skipped, interrupted)
 	}
-	if _, err := Run(ctx, s, b, Options{Samples: samples, Shard: Shard{2, 2}, NoReport: true}); err != nil {
+	if _, err := Run(ctx, s, b, Options{Samples: samples, Shard: Shard{Index: 2, Count: 2}, NoReport: true}); err != nil {
 		t.Fatal(err)
 	}
 	ia, ib := finishedIDs(t, a), finishedIDs(t, b)

@@ -8,79 +8,45 @@ import (
 	"image/draw"
 	"image/png"
 	"math"
-	"sort"
 
+	"github.com/maddr-project/maddr/heatmap"
 	"golang.org/x/image/font"
 	"golang.org/x/image/font/basicfont"
 	"golang.org/x/image/math/fixed"
 )
 
-// heatStops is a perceptually ordered ramp (dark purple, red, orange, pale
-// yellow, close to matplotlib's "inferno"): hot = more abnormal, and it
-// still reads in grey print.
-var heatStops = [][3]float64{
-	{0, 0, 4}, {87, 16, 110}, {188, 55, 84}, {249, 142, 9}, {252, 255, 164},
-}
+// HeatColour maps t in [0, 1] to the heat ramp (package heatmap's).
+func HeatColour(t float64) color.RGBA { return heatmap.Colour(t) }
 
-// HeatColour maps t in [0, 1] to the heat ramp.
-func HeatColour(t float64) color.RGBA {
-	t = math.Max(0, math.Min(1, t))
-	f := t * float64(len(heatStops)-1)
-	i := min(int(f), len(heatStops)-2)
-	u := f - float64(i)
-	var c [3]uint8
-	for k := 0; k < 3; k++ {
-		c[k] = uint8(math.Round(heatStops[i][k]*(1-u) + heatStops[i+1][k]*u))
-	}
-	return color.RGBA{c[0], c[1], c[2], 255}
-}
-
-// MapRange returns the values a set of anomaly maps is scaled by: 0 (a
-// perfect reconstruction) to the 99.5th percentile of all their pixels, so
-// one hot pixel does not wash out the rest and maps shown together share a
-// scale.
+// MapRange returns the values a set of anomaly maps shown together is
+// scaled by (heatmap.Shared): 0 to the 99.5th percentile of all their
+// pixels, so one hot pixel does not wash out the rest and maps share a scale.
 func MapRange(maps ...[]float32) (lo, hi float32) {
-	var all []float64
-	for _, m := range maps {
-		for _, v := range m {
-			if !math.IsNaN(float64(v)) {
-				all = append(all, float64(v))
-			}
-		}
-	}
-	if len(all) == 0 {
-		return 0, 1
-	}
-	sort.Float64s(all)
-	lo = float32(math.Min(0, all[0]))
-	hi = float32(all[min(len(all)-1, int(0.995*float64(len(all))))])
-	if !(hi > lo) {
-		hi = lo + 1
-	}
-	return lo, hi
+	s := heatmap.Shared(maps...)
+	return float32(s.Lo), float32(s.Hi)
 }
 
 // Overlay draws a size x size image (values in [-1, 1], the network's input
-// range) in grey with its anomaly map (same size) blended on top in heat
-// colours, the map scaled from lo to hi. Low values stay mostly transparent
-// so the anatomy under them remains visible. Each pixel becomes a zoom x
-// zoom block.
+// range) in grey with its anomaly map (same size) painted on top by package
+// heatmap, the map scaled from lo to hi. Each pixel becomes a zoom x zoom
+// block.
 func Overlay(img, amap []float32, size int, lo, hi float32, zoom int) (*image.RGBA, error) {
 	if len(img) != size*size || len(amap) != size*size {
 		return nil, fmt.Errorf("overlay: image has %d values and map %d, want %d (%dx%d)", len(img), len(amap), size*size, size, size)
+	}
+	grey := make([]float32, len(img))
+	for i, v := range img {
+		grey[i] = (v + 1) / 2
+	}
+	small, err := heatmap.Overlay(grey, amap, size, size, heatmap.Scale{Lo: float64(lo), Hi: float64(hi)})
+	if err != nil {
+		return nil, err
 	}
 	zoom = max(zoom, 1)
 	out := image.NewRGBA(image.Rect(0, 0, size*zoom, size*zoom))
 	for y := 0; y < size; y++ {
 		for x := 0; x < size; x++ {
-			g := math.Max(0, math.Min(1, (float64(img[y*size+x])+1)/2)) * 255
-			t := float64((amap[y*size+x] - lo) / (hi - lo))
-			t = math.Max(0, math.Min(1, t))
-			h := HeatColour(t)
-			a := 0.15 + 0.6*t // opacity of the heat colour
-			c := color.RGBA{
-				uint8(g*(1-a) + float64(h.R)*a), uint8(g*(1-a) + float64(h.G)*a), uint8(g*(1-a) + float64(h.B)*a), 255,
-			}
+			c := small.RGBAAt(x, y)
 			draw.Draw(out, image.Rect(x*zoom, y*zoom, (x+1)*zoom, (y+1)*zoom), &image.Uniform{c}, image.Point{}, draw.Src)
 		}
 	}

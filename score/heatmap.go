@@ -4,12 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"image"
-	"image/color"
 	"image/png"
 	"io"
 	"math"
-	"sort"
 
+	"github.com/maddr-project/maddr/heatmap"
 	"github.com/maddr-project/maddr/medimg"
 	"github.com/maddr-project/maddr/preprocess"
 )
@@ -67,54 +66,16 @@ func Grey(pix []float32, w, h int) *image.Gray {
 	return g
 }
 
-// Overlay colours the anomaly map (side x side, the network's resolution)
+// Overlay paints the anomaly map (side x side, the network's resolution)
 // over the grey picture pix (w x h), upsampled with the same resampling the
-// preprocessing uses. The colour scale is per image, from the map's median
-// (transparent) to its 99.5th percentile (opaque red): it shows where this
-// image is least like normal, not whether it is abnormal; that is the score's
-// job.
+// preprocessing uses, with the one heat-map painter (package heatmap) on the
+// map's own scale (heatmap.PerImage): it shows where this image is least
+// like normal, not whether it is abnormal; that is the score's job.
 func Overlay(pix []float32, w, h int, amap []float32, side int) (*image.RGBA, error) {
 	if len(amap) != side*side || side <= 0 {
 		return nil, fmt.Errorf("anomaly map has %d values, want %dx%d", len(amap), side, side)
 	}
-	up := preprocess.Resample(amap, side, side, w, h)
-	sorted := append([]float32(nil), amap...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
-	lo := float64(sorted[len(sorted)/2])
-	hi := float64(sorted[min(len(sorted)-1, int(math.Ceil(0.995*float64(len(sorted)-1))))])
-	if !(hi > lo) {
-		hi = lo + 1e-12
-	}
-	out := image.NewRGBA(image.Rect(0, 0, w, h))
-	for i := range pix {
-		g := float64(pix[i]) * 255
-		t := (float64(up[i]) - lo) / (hi - lo)
-		t = math.Min(1, math.Max(0, t))
-		c := heat(t)
-		a := 0.7 * t
-		o := out.Pix[4*i:]
-		o[0] = uint8(math.Round(g*(1-a) + float64(c.R)*a))
-		o[1] = uint8(math.Round(g*(1-a) + float64(c.G)*a))
-		o[2] = uint8(math.Round(g*(1-a) + float64(c.B)*a))
-		o[3] = 255
-	}
-	return out, nil
-}
-
-// heat is a blue-cyan-yellow-red colour scale for t in 0..1.
-func heat(t float64) color.RGBA {
-	stops := [...]struct {
-		t       float64
-		r, g, b float64
-	}{{0, 0, 0, 255}, {1.0 / 3, 0, 255, 255}, {2.0 / 3, 255, 255, 0}, {1, 255, 0, 0}}
-	for k := 1; k < len(stops); k++ {
-		if t <= stops[k].t {
-			a, b := stops[k-1], stops[k]
-			f := (t - a.t) / (b.t - a.t)
-			return color.RGBA{uint8(a.r + f*(b.r-a.r)), uint8(a.g + f*(b.g-a.g)), uint8(a.b + f*(b.b-a.b)), 255}
-		}
-	}
-	return color.RGBA{255, 0, 0, 255}
+	return heatmap.Overlay(pix, preprocess.Resample(amap, side, side, w, h), w, h, heatmap.PerImage(amap))
 }
 
 // HeatmapPNG writes the heat map of a scored image as PNG: the grey view of

@@ -3,15 +3,14 @@ package score
 import (
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/maddr-project/maddr/medimg"
+	"github.com/maddr-project/maddr/shard"
 )
 
 // Unit is what a shard takes whole: one file, or the DICOM files of one
@@ -126,42 +125,19 @@ func kindByName(path string) int {
 	return byNameOther
 }
 
-// Shard is part Index (from 0) of Count parts of a job.
-type Shard struct {
-	Index int `json:"index"`
-	Count int `json:"count"`
-}
+// Shard is part i (from 1) of n parts of a job (see package shard); units
+// are assigned by a stable hash of their key.
+type Shard = shard.Shard
 
-// ParseShard reads "i/n" with 0 <= i < n, as a Kubernetes Indexed Job's
-// JOB_COMPLETION_INDEX or a Slurm array index from 0 gives it.
-func ParseShard(s string) (Shard, error) {
-	a, b, ok := strings.Cut(strings.TrimSpace(s), "/")
-	i, err1 := strconv.Atoi(a)
-	n, err2 := strconv.Atoi(b)
-	if !ok || err1 != nil || err2 != nil || n < 1 || i < 0 || i >= n {
-		return Shard{}, fmt.Errorf("shard %q: want i/n with 0 <= i < n, e.g. 0/4", s)
-	}
-	return Shard{Index: i, Count: n}, nil
-}
-
-func (s Shard) String() string { return fmt.Sprintf("%d/%d", s.Index, s.Count) }
-
-// Owns tells whether the unit named key belongs to this shard: a stable
-// hash of the name, so the partition depends on nothing but the name.
-func (s Shard) Owns(key string) bool {
-	if s.Count <= 1 {
-		return true
-	}
-	h := fnv.New64a()
-	h.Write([]byte(key))
-	return int(h.Sum64()%uint64(s.Count)) == s.Index
-}
+// ParseShard reads "i/n" with 1 <= i <= n; a job array counting from 0
+// passes $((INDEX+1))/n.
+func ParseShard(s string) (Shard, error) { return shard.Parse(s) }
 
 // Select keeps the units of shard s.
 func Select(units []Unit, s Shard) []Unit {
 	var out []Unit
 	for _, u := range units {
-		if s.Owns(u.Key) {
+		if s.OwnsKey(u.Key) {
 			out = append(out, u)
 		}
 	}

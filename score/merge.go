@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/maddr-project/maddr/shard"
 )
 
 // unitKey is the unit a result belongs to (the volume or series, else the
@@ -30,71 +32,41 @@ func Merge(paths []string, o MergeOptions) (Header, []Result, error) {
 	if len(paths) == 0 {
 		return Header{}, nil, fmt.Errorf("no shard outputs to merge")
 	}
-	type block struct {
-		key     string
-		from    string
-		results []Result
-	}
 	var merged Header
-	var blocks []block
-	owner := map[string]string{}
+	var outputs [][]block
 	seenShard := map[int]string{}
 	for i, p := range paths {
 		h, results, err := ReadOutput(p)
 		if err != nil {
 			return Header{}, nil, err
 		}
-		if h.Shard == nil {
-			return Header{}, nil, fmt.Errorf("%s is not a shard's output (it was scored without --shard)", p)
-		}
 		if i == 0 {
 			merged = h
-		} else {
-			if h.ModelSHA256 != merged.ModelSHA256 {
-				return Header{}, nil, fmt.Errorf("%s was scored by another model (sha256 %.12s...) than %s (%.12s...)", p, h.ModelSHA256, paths[0], merged.ModelSHA256)
-			}
-			a, b := h.Settings, merged.Settings
-			a.Workers, b.Workers = 0, 0
-			if a != b {
-				return Header{}, nil, fmt.Errorf("%s was scored with other settings (%+v) than %s (%+v)", p, h.Settings, paths[0], merged.Settings)
-			}
-			if h.Shard.Count != merged.Shard.Count {
-				return Header{}, nil, fmt.Errorf("%s is shard %s but %s is shard %s: not the same job", p, h.Shard, paths[0], merged.Shard)
-			}
 		}
-		if prev, dup := seenShard[h.Shard.Index]; dup {
-			return Header{}, nil, fmt.Errorf("shard %s given twice: %s and %s", h.Shard, prev, p)
+		if err := checkShard(p, h, paths[0], merged, seenShard); err != nil {
+			return Header{}, nil, err
 		}
-		seenShard[h.Shard.Index] = p
-		for j := 0; j < len(results); {
-			k := unitKey(results[j])
-			end := j + 1
-			for end < len(results) && unitKey(results[end]) == k {
-				end++
-			}
-			if prev, dup := owner[k]; dup {
-				if prev == p {
-					return Header{}, nil, fmt.Errorf("%s: the results of %s are not together (is the file damaged?)", p, k)
-				}
-				return Header{}, nil, fmt.Errorf("input %s appears in both %s and %s: shards must not overlap", k, prev, p)
-			}
-			owner[k] = p
-			if err := checkUnit(results[j:end]); err != nil {
-				return Header{}, nil, fmt.Errorf("%s: %w", p, err)
-			}
-			blocks = append(blocks, block{key: k, from: p, results: results[j:end]})
-			j = end
+		blocks, err := blocksOf(p, results)
+		if err != nil {
+			return Header{}, nil, err
 		}
+		outputs = append(outputs, blocks)
 	}
-	n := merged.Shard.Count
-	var missing []string
-	for i := 0; i < n; i++ {
-		if _, ok := seenShard[i]; !ok {
-			missing = append(missing, Shard{i, n}.String())
+	blocks, err := shard.Union(outputs, func(b block) string { return b.key }, func(first, later block) error {
+		if first.from == later.from {
+			return fmt.Errorf("%s: the results of %s are not together (is the file damaged?)", later.from, later.key)
 		}
+		return fmt.Errorf("input %s appears in both %s and %s: shards must not overlap", later.key, first.from, later.from)
+	})
+	if err != nil {
+		return Header{}, nil, err
 	}
-	if len(missing) > 0 && !o.Partial {
-		return Header{}, nil, fmt.Errorf("shard(s) %s of %d missing (pass --partial to merge what there is)", strings.Join(missing, ", "), n)
+	if missing := shard.Missing(seenIndices(seenShard), merged.Shard.Count); len(missing) > 0 && !o.Partial {
+		names := make([]string, len(missing))
+		for i, m := range missing {
+			names[i] = m.String()
+		}
+		return Header{}, nil, fmt.Errorf("shard(s) %s of %d missing (pass --partial to merge what there is)", strings.Join(names, ", "), merged.Shard.Count)
 	}
 	sort.SliceStable(blocks, func(a, b int) bool { return blocks[a].key < blocks[b].key })
 	var out []Result
@@ -104,6 +76,63 @@ func Merge(paths []string, o MergeOptions) (Header, []Result, error) {
 	merged.Shard = nil
 	merged.Merged = len(paths)
 	return merged, out, nil
+}
+
+// block is the results of one unit (file or volume) in one shard output.
+type block struct {
+	key     string
+	from    string
+	results []Result
+}
+
+// checkShard refuses output p (header h) unless it is a shard of the same
+// job as first (header merged) and not one already seen.
+func checkShard(p string, h Header, first string, merged Header, seen map[int]string) error {
+	if h.Shard == nil {
+		return fmt.Errorf("%s is not a shard's output (it was scored without --shard)", p)
+	}
+	if h.ModelSHA256 != merged.ModelSHA256 {
+		return fmt.Errorf("%s was scored by another model (sha256 %.12s...) than %s (%.12s...)", p, h.ModelSHA256, first, merged.ModelSHA256)
+	}
+	a, b := h.Settings, merged.Settings
+	a.Workers, b.Workers = 0, 0
+	if a != b {
+		return fmt.Errorf("%s was scored with other settings (%+v) than %s (%+v)", p, h.Settings, first, merged.Settings)
+	}
+	if h.Shard.Count != merged.Shard.Count {
+		return fmt.Errorf("%s is shard %s but %s is shard %s: not the same job", p, h.Shard, first, merged.Shard)
+	}
+	if prev, dup := seen[h.Shard.Index]; dup {
+		return fmt.Errorf("shard %s given twice: %s and %s", h.Shard, prev, p)
+	}
+	seen[h.Shard.Index] = p
+	return nil
+}
+
+// blocksOf cuts the results of output p into units, each checked.
+func blocksOf(p string, results []Result) ([]block, error) {
+	var blocks []block
+	for j := 0; j < len(results); {
+		k := unitKey(results[j])
+		end := j + 1
+		for end < len(results) && unitKey(results[end]) == k {
+			end++
+		}
+		if err := checkUnit(results[j:end]); err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		blocks = append(blocks, block{key: k, from: p, results: results[j:end]})
+		j = end
+	}
+	return blocks, nil
+}
+
+func seenIndices(seen map[int]string) map[int]bool {
+	out := map[int]bool{}
+	for i := range seen {
+		out[i] = true
+	}
+	return out
 }
 
 // checkUnit rejects an image listed twice within one unit.

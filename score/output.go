@@ -13,8 +13,10 @@ import (
 	"strings"
 )
 
-// OutputFormat is the version of the score output layout.
-const OutputFormat = 1
+// OutputFormat is the version of the score output layout. Format 2 counts
+// shards from 1 like every --shard flag (see package shard); format 1
+// counted them from 0 and is read as if it had counted from 1.
+const OutputFormat = 2
 
 // Header describes a score output: which model produced it, with which
 // rules, and which shard of a job it is. Merging checks it.
@@ -169,17 +171,23 @@ func ReadOutput(path string) (Header, []Result, error) {
 		if doc.Header == nil {
 			return Header{}, nil, fmt.Errorf("%s: not a maddr score output (no header)", path)
 		}
-		return *doc.Header, doc.Results, checkHeader(path, *doc.Header)
+		err := checkHeader(path, doc.Header)
+		return *doc.Header, doc.Results, err
 	}
 	return readCSV(path, data)
 }
 
-func checkHeader(path string, h Header) error {
+// checkHeader refuses a header this build cannot read and brings an older
+// one up to date (a format 1 shard counted from 0).
+func checkHeader(path string, h *Header) error {
 	if h.Format > OutputFormat {
 		return fmt.Errorf("%s was written by a newer maddr (score output format %d; this build reads up to %d)", path, h.Format, OutputFormat)
 	}
 	if h.Format < 1 || h.ModelSHA256 == "" {
 		return fmt.Errorf("%s: score output header lacks its format or model hash", path)
+	}
+	if h.Format == 1 && h.Shard != nil {
+		h.Shard.Index++
 	}
 	return nil
 }
@@ -194,7 +202,7 @@ func readCSV(path string, data []byte) (Header, []Result, error) {
 	if err := json.Unmarshal([]byte(strings.TrimPrefix(strings.TrimSpace(line), strings.TrimSpace(csvMarker))), &h); err != nil {
 		return h, nil, fmt.Errorf("%s: unreadable header: %w", path, err)
 	}
-	if err := checkHeader(path, h); err != nil {
+	if err := checkHeader(path, &h); err != nil {
 		return h, nil, err
 	}
 	cr := csv.NewReader(br)

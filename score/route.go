@@ -14,9 +14,20 @@ import (
 // route fills in the organ, modality, group, threshold and decision of a
 // scored result. group is the caller's group ("" = route by the heads).
 func (s *Scorer) route(r *Result, img medimg.Image, organP, modalityP []float32, group, from string) {
-	man := s.model.Manifest
-	cls := s.model.Framework.Classes
+	s.readHeads(r, organP, modalityP)
 	var outOfScope []string
+	if group == "" {
+		outOfScope = s.routeByHeads(r)
+	} else {
+		s.routeToGiven(r, group, from)
+	}
+	outOfScope = append(outOfScope, s.foreignModality(img)...)
+	s.decide(r, outOfScope)
+}
+
+// readHeads names the organ and modality the heads see.
+func (s *Scorer) readHeads(r *Result, organP, modalityP []float32) {
+	cls := s.model.Framework.Classes
 	if organP != nil {
 		i, p := argmax(organP)
 		r.Organ, r.OrganProb = cls.Organs[i], &p
@@ -32,50 +43,68 @@ func (s *Scorer) route(r *Result, img medimg.Image, organP, modalityP []float32,
 	if r.Modality == "" {
 		r.Modality = s.sharedPart(func(p modelfile.GroupPair) string { return p.Modality })
 	}
+}
 
-	if group == "" {
-		r.GroupFrom = FromHeads
-		if s.opts.MinConfidence > 0 {
-			if r.OrganProb != nil && *r.OrganProb < s.opts.MinConfidence {
-				outOfScope = append(outOfScope, fmt.Sprintf("organ head unsure (%s at %.2f < %.2f)", r.Organ, *r.OrganProb, s.opts.MinConfidence))
-			}
-			if r.ModalityProb != nil && *r.ModalityProb < s.opts.MinConfidence {
-				outOfScope = append(outOfScope, fmt.Sprintf("modality head unsure (%s at %.2f < %.2f)", r.Modality, *r.ModalityProb, s.opts.MinConfidence))
-			}
+// routeByHeads picks the group of the organ and modality the heads see and
+// returns the reasons the image is out of scope, if any.
+func (s *Scorer) routeByHeads(r *Result) (outOfScope []string) {
+	r.GroupFrom = FromHeads
+	if s.opts.MinConfidence > 0 {
+		if r.OrganProb != nil && *r.OrganProb < s.opts.MinConfidence {
+			outOfScope = append(outOfScope, fmt.Sprintf("organ head unsure (%s at %.2f < %.2f)", r.Organ, *r.OrganProb, s.opts.MinConfidence))
 		}
-		if g, ok := man.GroupOf(r.Organ, r.Modality); ok {
-			r.Group = g
-		} else {
-			outOfScope = append(outOfScope, fmt.Sprintf("%s %s is not a group this model was trained on (%s)",
-				orNone(r.Organ), orNone(r.Modality), strings.Join(s.trained, ", ")))
+		if r.ModalityProb != nil && *r.ModalityProb < s.opts.MinConfidence {
+			outOfScope = append(outOfScope, fmt.Sprintf("modality head unsure (%s at %.2f < %.2f)", r.Modality, *r.ModalityProb, s.opts.MinConfidence))
 		}
+	}
+	if g, ok := s.model.Manifest.GroupOf(r.Organ, r.Modality); ok {
+		r.Group = g
 	} else {
-		r.Group, r.GroupFrom = group, from
-		if p, ok := man.PairOf(group); ok {
-			var seen []string
-			if r.OrganProb != nil && r.Organ != p.Organ {
-				seen = append(seen, fmt.Sprintf("organ %s (%.2f)", r.Organ, *r.OrganProb))
-			}
-			if r.ModalityProb != nil && r.Modality != p.Modality {
-				seen = append(seen, fmt.Sprintf("modality %s (%.2f)", r.Modality, *r.ModalityProb))
-			}
-			if len(seen) > 0 {
-				r.Notes = append(r.Notes, fmt.Sprintf("judged as %s as asked, but the heads see %s", group, strings.Join(seen, " and ")))
-			}
-		}
+		outOfScope = append(outOfScope, fmt.Sprintf("%s %s is not a group this model was trained on (%s)",
+			orNone(r.Organ), orNone(r.Modality), strings.Join(s.trained, ", ")))
 	}
+	return outOfScope
+}
 
-	// A DICOM file that says what it is overrides nothing but can rule an
-	// image out: the heads only know the modalities they were trained on.
-	if img.Modality != "" {
-		m := dataset.NormalizeModality(img.Modality)
-		if _, ok := dataset.Vocab(man.Vocabs.Modality).Index(m); !ok {
-			outOfScope = append(outOfScope, fmt.Sprintf("the file's DICOM modality is %s, which this model was not trained on (it knows %s)",
-				img.Modality, strings.Join(man.Vocabs.Modality, ", ")))
-		}
+// routeToGiven judges the image against the caller's group, noting when
+// the heads disagree.
+func (s *Scorer) routeToGiven(r *Result, group, from string) {
+	r.Group, r.GroupFrom = group, from
+	p, ok := s.model.Manifest.PairOf(group)
+	if !ok {
+		return
 	}
+	var seen []string
+	if r.OrganProb != nil && r.Organ != p.Organ {
+		seen = append(seen, fmt.Sprintf("organ %s (%.2f)", r.Organ, *r.OrganProb))
+	}
+	if r.ModalityProb != nil && r.Modality != p.Modality {
+		seen = append(seen, fmt.Sprintf("modality %s (%.2f)", r.Modality, *r.ModalityProb))
+	}
+	if len(seen) > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("judged as %s as asked, but the heads see %s", group, strings.Join(seen, " and ")))
+	}
+}
 
-	th, hasTh := man.Thresholds[r.Group]
+// foreignModality: a DICOM file that says what it is overrides nothing but
+// can rule an image out, since the heads only know the modalities they were
+// trained on.
+func (s *Scorer) foreignModality(img medimg.Image) []string {
+	if img.Modality == "" {
+		return nil
+	}
+	man := s.model.Manifest
+	if _, ok := dataset.Vocab(man.Vocabs.Modality).Index(dataset.NormalizeModality(img.Modality)); ok {
+		return nil
+	}
+	return []string{fmt.Sprintf("the file's DICOM modality is %s, which this model was not trained on (it knows %s)",
+		img.Modality, strings.Join(man.Vocabs.Modality, ", "))}
+}
+
+// decide applies the group's threshold (and the out-of-distribution
+// limit) to the raw score.
+func (s *Scorer) decide(r *Result, outOfScope []string) {
+	th, hasTh := s.model.Manifest.Thresholds[r.Group]
 	if r.Group != "" && hasTh {
 		v, n := th.Value, th.Normalise(*r.Raw)
 		r.Threshold, r.Normalised, r.ThresholdMethod = &v, &n, th.Method

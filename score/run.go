@@ -42,13 +42,12 @@ type Stats struct {
 // the slices of each volume its summary, to w. Images are read and scored a
 // few batches at a time, so archives of any size stream through.
 func (s *Scorer) Run(ctx context.Context, units []Unit, w Writer, o RunOptions) (Stats, error) {
-	var st Stats
 	if err := s.CheckRequest(o.Request); err != nil {
-		return st, err
+		return Stats{}, err
 	}
-	req := o.Request
+	r := &runState{s: s, ctx: ctx, w: w, o: o, req: o.Request}
 	if o.HeatmapDir != "" {
-		req.Maps = true
+		r.req.Maps = true
 	}
 	var bar *progress.Bar
 	if o.Progress != nil {
@@ -57,82 +56,114 @@ func (s *Scorer) Run(ctx context.Context, units []Unit, w Writer, o RunOptions) 
 	// Many images are scored together so that batches fill up (each image
 	// has its own position in a batch), within a memory budget for the
 	// decoded originals.
-	chunk := make([]Input, 0, chunkBatches*s.opts.BatchSize)
-	chunkPixels := 0
-	var volKey string
-	var volResults []Result
-	flushVolume := func() error {
-		if volKey != "" {
-			st.Volumes++
-			if err := w.Write(Summarise(volKey, volResults)); err != nil {
-				return err
-			}
-		}
-		volKey, volResults = "", nil
-		return nil
-	}
-	process := func() error {
-		if len(chunk) == 0 {
-			return nil
-		}
-		results, err := s.Score(ctx, chunk, req)
-		if err != nil {
-			return err
-		}
-		for i, r := range results {
-			if r.Volume != volKey {
-				if err := flushVolume(); err != nil {
-					return err
-				}
-				volKey = r.Volume
-			}
-			if o.HeatmapDir != "" && r.Map != nil {
-				if r.Heatmap, err = s.writeHeatmap(o.HeatmapDir, chunk[i], r); err != nil {
-					return err
-				}
-			}
-			r.Map = nil
-			st.count(r)
-			if err := w.Write(r); err != nil {
-				return err
-			}
-			if volKey != "" {
-				volResults = append(volResults, r)
-			}
-		}
-		clear(chunk)
-		chunk, chunkPixels = chunk[:0], 0
-		return nil
-	}
+	r.chunk = make([]Input, 0, chunkBatches*s.opts.BatchSize)
 	for _, u := range units {
 		n := 0
 		err := ReadUnit(u, o.Read, func(in Input) error {
-			chunk = append(chunk, in)
-			chunkPixels += len(in.Image.Pix)
 			n++
-			if len(chunk) == cap(chunk) || chunkPixels >= chunkPixelBudget {
-				return process()
-			}
-			return nil
+			return r.add(in)
 		})
 		if err != nil {
-			return st, err
+			return r.st, err
 		}
-		st.Units++
+		r.st.Units++
 		if bar != nil {
 			bar.Step(n)
 		}
 	}
-	if err := process(); err != nil {
-		return st, err
+	if err := r.process(); err != nil {
+		return r.st, err
 	}
-	if err := flushVolume(); err != nil {
-		return st, err
+	if err := r.flushVolume(); err != nil {
+		return r.st, err
 	}
 	if bar != nil {
 		bar.Finish()
 	}
-	return st, nil
+	return r.st, nil
+}
+
+// runState is a Run under way: the chunk of images read but not yet
+// scored, and the volume whose slices are being written.
+type runState struct {
+	s     *Scorer
+	ctx   context.Context
+	w     Writer
+	o     RunOptions
+	req   Request
+	st    Stats
+	chunk []Input
+	// chunkPixels counts the decoded pixels held in chunk.
+	chunkPixels int
+	volKey      string
+	volResults  []Result
+}
+
+// add queues an image, scoring the chunk when it is full.
+func (r *runState) add(in Input) error {
+	r.chunk = append(r.chunk, in)
+	r.chunkPixels += len(in.Image.Pix)
+	if len(r.chunk) == cap(r.chunk) || r.chunkPixels >= chunkPixelBudget {
+		return r.process()
+	}
+	return nil
+}
+
+// process scores the queued images and writes their results.
+func (r *runState) process() error {
+	if len(r.chunk) == 0 {
+		return nil
+	}
+	results, err := r.s.Score(r.ctx, r.chunk, r.req)
+	if err != nil {
+		return err
+	}
+	for i, res := range results {
+		if err := r.emit(r.chunk[i], res); err != nil {
+			return err
+		}
+	}
+	clear(r.chunk)
+	r.chunk, r.chunkPixels = r.chunk[:0], 0
+	return nil
+}
+
+// emit writes one image's result (and its heat map), closing the previous
+// volume when this image starts another.
+func (r *runState) emit(in Input, res Result) error {
+	if res.Volume != r.volKey {
+		if err := r.flushVolume(); err != nil {
+			return err
+		}
+		r.volKey = res.Volume
+	}
+	if r.o.HeatmapDir != "" && res.Map != nil {
+		var err error
+		if res.Heatmap, err = r.s.writeHeatmap(r.o.HeatmapDir, in, res); err != nil {
+			return err
+		}
+	}
+	res.Map = nil
+	r.st.count(res)
+	if err := r.w.Write(res); err != nil {
+		return err
+	}
+	if r.volKey != "" {
+		r.volResults = append(r.volResults, res)
+	}
+	return nil
+}
+
+// flushVolume writes the summary of the volume whose slices were written.
+func (r *runState) flushVolume() error {
+	if r.volKey != "" {
+		r.st.Volumes++
+		if err := r.w.Write(Summarise(r.volKey, r.volResults)); err != nil {
+			return err
+		}
+	}
+	r.volKey, r.volResults = "", nil
+	return nil
 }
 
 func (st *Stats) count(r Result) {

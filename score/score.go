@@ -14,26 +14,24 @@
 // DICOM file declares a modality the model never saw, or when the raw score
 // lies far above anything normal (see Options.OODFactor).
 //
-// Scores are computed in fixed-size batches in which every image has a
-// position of its own (from a hash of its pixels): an image then scores bit
-// for bit the same alone, in a shard or in a whole archive.
+// Scores are computed by package infer in fixed-size batches in which every
+// image has a position of its own (from a hash of its pixels): an image then
+// scores bit for bit the same alone, in a shard or in a whole archive.
 package score
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"math"
 	"runtime"
 	"strings"
 	"sync"
 
+	"github.com/maddr-project/maddr/infer"
 	"github.com/maddr-project/maddr/maddr"
 	"github.com/maddr-project/maddr/medimg"
 	"github.com/maddr-project/maddr/modelfile"
-	"github.com/maddr-project/maddr/torch"
 )
 
 // Decisions.
@@ -59,7 +57,7 @@ const (
 const (
 	DefaultMinConfidence = 0.9
 	DefaultOODFactor     = 5
-	DefaultBatchSize     = 32
+	DefaultBatchSize     = infer.DefaultBatchSize
 )
 
 // Options are the model-wide scoring rules.
@@ -154,7 +152,9 @@ type Scorer struct {
 	// onlyGroup is the group used when nothing routes (a model without heads
 	// trained on one group).
 	onlyGroup string
-	mu        sync.Mutex
+	engine    *infer.Engine
+	// mu lets one forward pass run at a time.
+	mu sync.Mutex
 }
 
 // New prepares a scorer. A model without organ/modality heads cannot route,
@@ -176,7 +176,7 @@ func New(m *modelfile.Model, o Options) (*Scorer, error) {
 	if o.OODFactor < 0 || math.IsNaN(o.OODFactor) {
 		return nil, fmt.Errorf("score: out-of-distribution factor %g must be 0 (off) or positive", o.OODFactor)
 	}
-	s := &Scorer{model: m, opts: o, trained: m.Manifest.TrainedGroups()}
+	s := &Scorer{model: m, opts: o, trained: m.Manifest.TrainedGroups(), engine: infer.New(m).WithBatchSize(o.BatchSize)}
 	if len(s.trained) == 1 {
 		s.onlyGroup = s.trained[0]
 	}
@@ -253,12 +253,40 @@ func (s *Scorer) Score(ctx context.Context, inputs []Input, r Request) ([]Result
 	if group == "" && s.onlyGroup != "" && !(s.headOrgan() && s.headModality()) {
 		group, from = s.onlyGroup, FromOnlyGroup
 	}
-	pp := s.model.Manifest.Preprocess
-	type prepared struct {
-		organs []string
-		x      [][]float32
-		err    error
+	prep := s.prepare(inputs, group)
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
+	cands := candidatesOf(prep)
+	want := infer.Scores | infer.Heads
+	if r.Maps {
+		want |= infer.Maps
+	}
+	s.mu.Lock()
+	out, err := s.engine.Slotted(ctx, cands.vecs, want)
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	pick := s.pickWindows(prep, cands, out, len(inputs))
+	results := make([]Result, len(inputs))
+	for i, in := range inputs {
+		results[i] = s.result(in, prep[i], cands, out, pick[i], group, from)
+	}
+	return results, nil
+}
+
+// prepared is one input made ready for the network: one vector per HU
+// window tried (see windowOrgans).
+type prepared struct {
+	organs []string
+	x      [][]float32
+	err    error
+}
+
+// prepare applies the model's preprocessing to every input, in parallel.
+func (s *Scorer) prepare(inputs []Input, group string) []prepared {
+	pp := s.model.Manifest.Preprocess
 	prep := make([]prepared, len(inputs))
 	s.parallel(len(inputs), func(i int) {
 		in := &inputs[i]
@@ -277,72 +305,79 @@ func (s *Scorer) Score(ctx context.Context, inputs []Input, r Request) ([]Result
 			p.x = append(p.x, x)
 		}
 	})
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
+	return prep
+}
 
-	// A CT image's HU window depends on its organ, which only the network
-	// can tell: such an image is prepared with every organ's window and the
-	// window kept is the one under which the organ head names that organ
-	// and the image looks most normal (lowest raw score).
-	var vecs [][]float32
-	var owner, cand []int
+// candidates are the network inputs of every prepared image and window:
+// vecs[k] is window cand[k] of input owner[k].
+type candidates struct {
+	vecs        [][]float32
+	owner, cand []int
+}
+
+func candidatesOf(prep []prepared) candidates {
+	var c candidates
 	for i := range prep {
 		if prep[i].err == nil {
-			for c := range prep[i].x {
-				vecs = append(vecs, prep[i].x[c])
-				owner = append(owner, i)
-				cand = append(cand, c)
+			for w := range prep[i].x {
+				c.vecs = append(c.vecs, prep[i].x[w])
+				c.owner = append(c.owner, i)
+				c.cand = append(c.cand, w)
 			}
 		}
 	}
-	out, err := s.infer(ctx, vecs, r.Maps)
-	if err != nil {
-		return nil, err
-	}
-	pick := make([]int, len(inputs))
+	return c
+}
+
+// pickWindows chooses each input's candidate. A CT image's HU window
+// depends on its organ, which only the network can tell: such an image is
+// prepared with every organ's window and the window kept is the one under
+// which the organ head names that organ and the image looks most normal
+// (lowest raw score). -1: the input had no candidate.
+func (s *Scorer) pickWindows(prep []prepared, c candidates, out infer.Results, n int) []int {
+	pick := make([]int, n)
 	for i := range pick {
 		pick[i] = -1
 	}
 	agrees := func(k int) bool {
-		if out.organ == nil {
+		if out.Organ == nil {
 			return false
 		}
-		best, _ := argmax(out.organ[k])
-		return s.model.Framework.Classes.Organs[best] == prep[owner[k]].organs[cand[k]]
+		best, _ := argmax(out.Organ[k])
+		return s.model.Framework.Classes.Organs[best] == prep[c.owner[k]].organs[c.cand[k]]
 	}
-	for k, i := range owner {
+	for k, i := range c.owner {
 		j := pick[i]
-		if j < 0 || agrees(k) && !agrees(j) || agrees(k) == agrees(j) && out.scores[k] < out.scores[j] {
+		if j < 0 || agrees(k) && !agrees(j) || agrees(k) == agrees(j) && out.Scores[k] < out.Scores[j] {
 			pick[i] = k
 		}
 	}
-	results := make([]Result, len(inputs))
-	for i, in := range inputs {
-		results[i] = Result{Level: LevelImage, Path: in.Path, Slice: in.Slice, Volume: in.Volume}
-		if prep[i].err != nil {
-			results[i].Decision = Failed
-			results[i].Notes = []string{prep[i].err.Error()}
-			continue
-		}
-		k := pick[i]
-		res := &results[i]
-		raw := out.scores[k]
-		res.Raw = &raw
-		res.WindowOrgan = prep[i].organs[cand[k]]
-		var organP, modalityP []float32
-		if out.organ != nil {
-			organP = out.organ[k]
-		}
-		if out.modality != nil {
-			modalityP = out.modality[k]
-		}
-		if out.maps != nil {
-			res.Map = out.maps[k]
-		}
-		s.route(res, in.Image, organP, modalityP, group, from)
+	return pick
+}
+
+// result is the verdict on input in from its picked candidate k.
+func (s *Scorer) result(in Input, p prepared, c candidates, out infer.Results, k int, group, from string) Result {
+	res := Result{Level: LevelImage, Path: in.Path, Slice: in.Slice, Volume: in.Volume}
+	if p.err != nil {
+		res.Decision = Failed
+		res.Notes = []string{p.err.Error()}
+		return res
 	}
-	return results, nil
+	raw := out.Scores[k]
+	res.Raw = &raw
+	res.WindowOrgan = p.organs[c.cand[k]]
+	var organP, modalityP []float32
+	if out.Organ != nil {
+		organP = out.Organ[k]
+	}
+	if out.Modality != nil {
+		modalityP = out.Modality[k]
+	}
+	if out.Maps != nil {
+		res.Map = out.Maps[k]
+	}
+	s.route(&res, in.Image, organP, modalityP, group, from)
+	return res
 }
 
 // windowOrgans lists the organs whose HU window to try for img.
@@ -388,123 +423,6 @@ func (s *Scorer) parallel(n int, fn func(i int)) {
 	}
 	close(next)
 	wg.Wait()
-}
-
-// inference holds per-image outputs of the network.
-type inference struct {
-	scores          []float64
-	organ, modality [][]float32
-	maps            [][]float32
-}
-
-// slotOf is the batch position of an input: a hash of its pixels, so an
-// image always takes the same position whatever else is scored with it.
-// libtorch's CPU kernels give a row the same numbers whatever its neighbours
-// are, but not whatever its position (GEMM handles row blocks differently,
-// by a float32 ulp); a fixed batch size and a fixed position make every
-// score reproducible bit for bit: alone, in a shard or in a whole archive.
-func slotOf(v []float32, b int) int {
-	h := fnv.New64a()
-	var buf [4]byte
-	for _, f := range v {
-		binary.LittleEndian.PutUint32(buf[:], math.Float32bits(f))
-		h.Write(buf[:])
-	}
-	return int(h.Sum64() % uint64(b))
-}
-
-// infer runs the network on vecs in fixed-size batches, each input at its
-// own slot (see slotOf); positions left over hold blank images.
-func (s *Scorer) infer(ctx context.Context, vecs [][]float32, maps bool) (inference, error) {
-	n := len(vecs)
-	out := inference{scores: make([]float64, n)}
-	if n == 0 {
-		return out, nil
-	}
-	side := s.model.Manifest.Preprocess.Size
-	pixels := side * side
-	b := s.opts.BatchSize
-	fw := s.model.Framework
-	if fw.HasOrganHead() && !fw.Config.ReproduceLabelBug {
-		out.organ = make([][]float32, n)
-	}
-	if fw.HasModalityHead() {
-		out.modality = make([][]float32, n)
-	}
-	if maps {
-		out.maps = make([][]float32, n)
-	}
-	// Pack: the j-th input wanting slot p goes to batch j at position p.
-	used := make([]int, b)
-	var batches [][]int
-	for k, v := range vecs {
-		p := slotOf(v, b)
-		if used[p] == len(batches) {
-			row := make([]int, b)
-			for i := range row {
-				row[i] = -1
-			}
-			batches = append(batches, row)
-		}
-		batches[used[p]][p] = k
-		used[p]++
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	data := make([]float32, b*pixels)
-	for _, row := range batches {
-		if err := ctx.Err(); err != nil {
-			return out, err
-		}
-		clear(data)
-		for pos, k := range row {
-			if k >= 0 {
-				copy(data[pos*pixels:], vecs[k])
-			}
-		}
-		err := torch.NoGrad(func() error {
-			return torch.Run(func(sc *torch.Scope) error {
-				x := sc.Adopt(torch.FromFloat32(data, int64(b), 1, int64(side), int64(side)))
-				v, err := sc.Adopt(s.model.Score(x)).Float32s()
-				if err != nil {
-					return fmt.Errorf("scoring: %w", err)
-				}
-				var pred maddr.Prediction
-				if out.organ != nil || out.modality != nil {
-					if pred, err = fw.Classify(x); err != nil {
-						return fmt.Errorf("classifying organ and modality: %w", err)
-					}
-				}
-				var m []float32
-				if maps {
-					if m, err = sc.Adopt(fw.Base.AnomalyMap(x)).Float32s(); err != nil {
-						return fmt.Errorf("anomaly map: %w", err)
-					}
-				}
-				for pos, k := range row {
-					if k < 0 {
-						continue
-					}
-					out.scores[k] = float64(v[pos])
-					if out.organ != nil {
-						out.organ[k] = pred.Organ[pos]
-					}
-					if out.modality != nil {
-						out.modality[k] = pred.Modality[pos]
-					}
-					if maps {
-						per := len(m) / b
-						out.maps[k] = append([]float32(nil), m[pos*per:(pos+1)*per]...)
-					}
-				}
-				return nil
-			})
-		})
-		if err != nil {
-			return out, err
-		}
-	}
-	return out, nil
 }
 
 // argmax returns the index and value of the largest probability.

@@ -220,7 +220,7 @@ func TestShardsMergeToTheSingleRun(t *testing.T) {
 	var paths []string
 	covered := 0
 	for i := 0; i < 3; i++ {
-		sh := score.Shard{Index: i, Count: 3}
+		sh := score.Shard{Index: i + 1, Count: 3}
 		units := score.Select(ex.Units, sh)
 		covered += len(units)
 		if len(units) == 0 || len(units) == len(ex.Units) {
@@ -290,7 +290,7 @@ func TestShardsMergeToTheSingleRun(t *testing.T) {
 		t.Errorf("foreign shard: %v", err)
 	}
 	overlap := filepath.Join(outDir, "overlap.csv")
-	os.WriteFile(overlap, []byte(strings.Replace(single, `"model_sha256":"x"`, `"model_sha256":"x","shard":{"index":2,"count":3}`, 1)), 0o644)
+	os.WriteFile(overlap, []byte(strings.Replace(single, `"model_sha256":"x"`, `"model_sha256":"x","shard":{"index":3,"count":3}`, 1)), 0o644)
 	if _, _, err := score.Merge([]string{paths[0], paths[1], overlap}, score.MergeOptions{}); err == nil || !strings.Contains(err.Error(), "appears in both") {
 		t.Errorf("overlapping shards: %v", err)
 	}
@@ -476,7 +476,9 @@ func TestHeatmap(t *testing.T) {
 	}
 	hot := ov.RGBAAt(0, 0)
 	cold := ov.RGBAAt(63, 63)
-	if !(hot.R > 200 && hot.G < 100 && hot.B < 100) || cold.R != cold.G || cold.G != cold.B {
+	// The top of the ramp (package heatmap) is a bright warm yellow; where
+	// the map is at its median the picture stays its own grey.
+	if !(hot.R > 180 && hot.R > hot.B+40) || cold.R != cold.G || cold.G != cold.B {
 		t.Errorf("hot corner %v, cold corner %v", hot, cold)
 	}
 	if _, err := score.Overlay(pix, 64, 64, amap[:5], n); err == nil {

@@ -23,8 +23,8 @@ func TestParseShard(t *testing.T) {
 		in   string
 		want score.Shard
 		ok   bool
-	}{{"0/3", score.Shard{0, 3}, true}, {" 2/3 ", score.Shard{2, 3}, true}, {"3/3", score.Shard{}, false},
-		{"-1/3", score.Shard{}, false}, {"1/0", score.Shard{}, false}, {"1", score.Shard{}, false}, {"a/b", score.Shard{}, false}} {
+	}{{"1/3", score.Shard{Index: 1, Count: 3}, true}, {" 3/3 ", score.Shard{Index: 3, Count: 3}, true}, {"0/3", score.Shard{}, false},
+		{"4/3", score.Shard{}, false}, {"-1/3", score.Shard{}, false}, {"1/0", score.Shard{}, false}, {"1", score.Shard{}, false}, {"a/b", score.Shard{}, false}} {
 		got, err := score.ParseShard(c.in)
 		if (err == nil) != c.ok || got != c.want {
 			t.Errorf("ParseShard(%q) = %v, %v", c.in, got, err)
@@ -35,10 +35,10 @@ func TestParseShard(t *testing.T) {
 	for i := 0; i < 4000; i++ {
 		key := filepath.Join("archive", "patient"+string(rune('a'+i%26)), strings.Repeat("x", i%7), "img"+string(rune('0'+i%10))+".png") + string(rune(i))
 		owners := 0
-		for s := 0; s < 4; s++ {
-			if (score.Shard{Index: s, Count: 4}).Owns(key) {
+		for s := 1; s <= 4; s++ {
+			if (score.Shard{Index: s, Count: 4}).OwnsKey(key) {
 				owners++
-				counts[s]++
+				counts[s-1]++
 			}
 		}
 		if owners != 1 {
@@ -248,5 +248,22 @@ func TestScoreDoesNotDependOnCompany(t *testing.T) {
 	}
 	if math.IsNaN(*rs[0].Raw) {
 		t.Error("NaN score")
+	}
+}
+
+// TestFormat1ShardsCountedFromZero: outputs written before shards counted
+// from 1 still read, with their shard renumbered.
+func TestFormat1ShardsCountedFromZero(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "old.csv")
+	header := `# maddr-score {"format":1,"model":"m","model_sha256":"abc","settings":{"min_confidence":0.9,"ood_factor":5,"batch_size":32},"shard":{"index":0,"count":3}}`
+	if err := os.WriteFile(p, []byte(header+"\n"+strings.Join(score.Columns, ",")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h, _, err := score.ReadOutput(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Shard == nil || *h.Shard != (score.Shard{Index: 1, Count: 3}) {
+		t.Errorf("format 1 shard 0/3 read as %v, want 1/3", h.Shard)
 	}
 }

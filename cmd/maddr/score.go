@@ -42,7 +42,58 @@ func (f *scoreFlags) options() score.Options {
 	return score.Options{MinConfidence: *f.minConf, OODFactor: *f.ood, BatchSize: *f.batch}
 }
 
+// scoreArgs are the parsed flags and inputs of 'maddr score'.
+type scoreArgs struct {
+	modelPath, out, format, heatmaps, group string
+	shard                                   *score.Shard
+	sf                                      *scoreFlags
+	skipBad, quiet                          bool
+	threads                                 int
+	precision                               string
+	af                                      *archiveFlags
+	paths                                   []string
+}
+
 func runScore(args []string, stdout, stderr io.Writer) error {
+	a, err := parseScoreArgs(args, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	setThreads(a.threads)
+	path := resolveModel(a.modelPath)
+	m, sc, digest, err := openScorer(path, a.precision, a.sf)
+	if err != nil {
+		return err
+	}
+	req := score.Request{Group: a.group}
+	if err := sc.CheckRequest(req); err != nil {
+		return err
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer cancel()
+	units, all, cleanup, err := scoreUnits(ctx, a, stderr)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	if len(m.Manifest.Thresholds) == 0 {
+		fmt.Fprintf(stderr, "score: %s has no thresholds yet, so decisions will be %q: run 'maddr eval --model %s' first\n", path, score.Unknown, a.modelPath)
+	}
+	h := score.Header{Format: score.OutputFormat, Version: version.String(), Model: path, ModelSHA256: digest, Shard: a.shard,
+		Settings: score.Settings{Options: sc.Options(), Group: a.group, HU: *a.sf.hu}}
+	ro := score.RunOptions{Request: req, Read: score.ReadOptions{HU: *a.sf.hu}, HeatmapDir: a.heatmaps}
+	if !a.quiet {
+		ro.Progress = stderr
+	}
+	st, err := writeScores(ctx, sc, units, h, ro, a, stdout)
+	if err != nil {
+		return err
+	}
+	return summariseScoring(stderr, a, st, len(units), all)
+}
+
+// parseScoreArgs reads the flags of 'maddr score' and checks them.
+func parseScoreArgs(args []string, stdout, stderr io.Writer) (*scoreArgs, error) {
 	fs := newFlagSet("score", stderr)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: maddr score --model M [flags] PATH...\n\nPATH: image files (PNG, JPEG, DICOM, NIfTI), "+
@@ -55,7 +106,7 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 	format := fs.String("format", "", "csv or json (default: from --out)")
 	heatmaps := fs.String("heatmap", "", "write a heat map overlay PNG per image into this folder")
 	group := fs.String("group", "", "judge every image against this group's threshold instead of routing by the heads")
-	shard := fs.String("shard", "", "score only part i/n of the inputs (0 <= i < n), e.g. $JOB_COMPLETION_INDEX/8")
+	shard := fs.String("shard", "", "score only part i/n of the inputs (1 <= i <= n), e.g. $((JOB_COMPLETION_INDEX+1))/8")
 	sf := addScoreFlags(fs)
 	skipBad := fs.Bool("skip-bad", false, "exit 0 even when some images could not be read (their rows say error either way)")
 	threads := fs.Int("threads", 0, "libtorch threads (0: all cores)")
@@ -63,67 +114,58 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	af := addArchiveFlags(fs)
 	if err := parseConfigured(fs, args, stdout); err != nil {
-		return err
+		return nil, err
 	}
 	if *modelPath == "" || fs.NArg() == 0 {
 		fmt.Fprintln(stderr, "maddr score: --model and at least one PATH are required")
-		return errUsage
+		return nil, errUsage
 	}
-	outFormat := *format
-	if outFormat == "" {
-		outFormat = score.FormatOf(*out)
+	a := &scoreArgs{modelPath: *modelPath, out: *out, format: *format, heatmaps: *heatmaps, group: *group, sf: sf,
+		skipBad: *skipBad, quiet: *quiet, threads: *threads, precision: *precision, af: af, paths: fs.Args()}
+	if a.format == "" {
+		a.format = score.FormatOf(a.out)
 	}
-	if outFormat != "csv" && outFormat != "json" {
-		return fmt.Errorf("--format %q: want csv or json", outFormat)
+	if a.format != "csv" && a.format != "json" {
+		return nil, fmt.Errorf("--format %q: want csv or json", a.format)
 	}
-	var sh *score.Shard
 	if *shard != "" {
 		s, err := score.ParseShard(*shard)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		sh = &s
+		a.shard = &s
 	}
-	setThreads(*threads)
-	path := resolveModel(*modelPath)
-	m, sc, digest, err := openScorer(path, *precision, sf)
+	return a, nil
+}
+
+// scoreUnits fetches URL inputs, expands the paths into units and keeps
+// the shard's; all is the number of units of the whole job. cleanup removes
+// what was fetched.
+func scoreUnits(ctx context.Context, a *scoreArgs, stderr io.Writer) (units []score.Unit, all int, cleanup func(), err error) {
+	inputs, cleanup, err := fetchURLInputs(ctx, a.paths, a.af, stderr)
 	if err != nil {
-		return err
+		return nil, 0, nil, err
 	}
-	req := score.Request{Group: *group}
-	if err := sc.CheckRequest(req); err != nil {
-		return err
-	}
-	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer cancel()
-	inputs, cleanup, err := fetchURLInputs(ctx, fs.Args(), af, stderr)
-	if err != nil {
-		return err
-	}
-	defer cleanup()
 	ex, err := score.Expand(inputs)
 	if err != nil {
-		return err
+		cleanup()
+		return nil, 0, nil, err
 	}
-	units := ex.Units
-	if sh != nil {
-		units = score.Select(units, *sh)
+	units = ex.Units
+	if a.shard != nil {
+		units = score.Select(units, *a.shard)
 	}
 	if len(ex.Skipped) > 0 {
 		fmt.Fprintf(stderr, "score: passed over %d file(s) that are not images by name, e.g. %s\n", len(ex.Skipped), ex.Skipped[0])
 	}
-	if len(m.Manifest.Thresholds) == 0 {
-		fmt.Fprintf(stderr, "score: %s has no thresholds yet, so decisions will be %q: run 'maddr eval --model %s' first\n", path, score.Unknown, *modelPath)
-	}
-	h := score.Header{Format: score.OutputFormat, Version: version.String(), Model: path, ModelSHA256: digest, Shard: sh,
-		Settings: score.Settings{Options: sc.Options(), Group: *group, HU: *sf.hu}}
-	ro := score.RunOptions{Request: req, Read: score.ReadOptions{HU: *sf.hu}, HeatmapDir: *heatmaps}
-	if !*quiet {
-		ro.Progress = stderr
-	}
+	return units, len(ex.Units), cleanup, nil
+}
+
+// writeScores scores units into --out (atomically) or stdout.
+func writeScores(ctx context.Context, sc *score.Scorer, units []score.Unit, h score.Header, ro score.RunOptions, a *scoreArgs, stdout io.Writer) (score.Stats, error) {
 	var st score.Stats
 	write := func(w io.Writer) error {
-		sw, err := score.NewWriter(w, outFormat, h)
+		sw, err := score.NewWriter(w, a.format, h)
 		if err != nil {
 			return err
 		}
@@ -132,29 +174,30 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 		}
 		return sw.Close()
 	}
-	if *out == "-" {
-		err = write(stdout)
-	} else {
-		if dir := filepath.Dir(*out); dir != "" {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return err
-			}
+	if a.out == "-" {
+		return st, write(stdout)
+	}
+	if dir := filepath.Dir(a.out); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return st, err
 		}
-		err = atomicfile.Write(*out, write)
 	}
-	if err != nil {
-		return err
-	}
+	return st, atomicfile.Write(a.out, write)
+}
+
+// summariseScoring prints the counts of a run and fails it when images
+// could not be read (unless --skip-bad).
+func summariseScoring(stderr io.Writer, a *scoreArgs, st score.Stats, units, all int) error {
 	where := ""
-	if sh != nil {
-		where = fmt.Sprintf(" (shard %s: %d of %d inputs)", sh, len(units), len(ex.Units))
+	if a.shard != nil {
+		where = fmt.Sprintf(" (shard %s: %d of %d inputs)", a.shard, units, all)
 	}
 	fmt.Fprintf(stderr, "scored %d image(s) in %d input(s)%s: %d normal, %d abnormal, %d out of scope, %d without threshold, %d unreadable\n",
 		st.Images, st.Units, where, st.Normal, st.Abnormal, st.OutOfScope, st.Unknown, st.Failed)
-	if *out != "-" {
-		fmt.Fprintf(stderr, "wrote %s\n", *out)
+	if a.out != "-" {
+		fmt.Fprintf(stderr, "wrote %s\n", a.out)
 	}
-	if st.Failed > 0 && !*skipBad {
+	if st.Failed > 0 && !a.skipBad {
 		list := st.FailedPaths
 		if len(list) > 10 {
 			list = append(list[:10:10], fmt.Sprintf("... and %d more", len(st.FailedPaths)-10))

@@ -41,7 +41,7 @@ func TestScoreShardsAndMerge(t *testing.T) {
 	var shards []string
 	for i := 0; i < 3; i++ {
 		p := filepath.Join(out, "shard-"+string(rune('0'+i))+".csv")
-		if code, msg := run("score", "--model", runDir, "--hu", "--quiet", "--shard", string(rune('0'+i))+"/3", "--out", p, data); code != 0 {
+		if code, msg := run("score", "--model", runDir, "--hu", "--quiet", "--shard", string(rune('1'+i))+"/3", "--out", p, data); code != 0 {
 			t.Fatalf("shard %d: exit %d: %s", i, code, msg)
 		}
 		shards = append(shards, p)
@@ -110,7 +110,7 @@ func TestScoreShardsAndMerge(t *testing.T) {
 	}{
 		{[]string{"score", data}, 2, "--model"},
 		{[]string{"score", "--model", runDir, "--group", "brain-mr", data}, 1, "not one this model was trained on"},
-		{[]string{"score", "--model", runDir, "--shard", "3/3", data}, 1, "0 <= i < n"},
+		{[]string{"score", "--model", runDir, "--shard", "4/3", data}, 1, "1 <= i <= n"},
 		{[]string{"score", "--model", runDir, filepath.Join(data, "nope.png")}, 1, "does not exist"},
 		{[]string{"merge", shards[0], shards[1]}, 1, "missing"},
 		{[]string{"merge", whole}, 1, "not a shard"},

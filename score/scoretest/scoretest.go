@@ -6,6 +6,11 @@ package scoretest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"math"
 	"path/filepath"
 	"testing"
 
@@ -45,11 +50,31 @@ func Phantom(t testing.TB) []dataset.Sample {
 // model has no heads and is trained on group only.
 func Train(t testing.TB, dir string, baselineOnly bool, group string) Model {
 	t.Helper()
+	return trainTweaked(t, dir, baselineOnly, group, nil)
+}
+
+// TrainSmall trains the model with a 64-wide bottleneck and latent and 60
+// iterations instead of 1024, 128 and 80: a file small enough (under 1 MB)
+// to commit as a fixture.
+func TrainSmall(t testing.TB, dir string) Model {
+	t.Helper()
+	return trainTweaked(t, dir, false, "", func(cfg *train.Config) {
+		cfg.Iterations, cfg.LatentDim, cfg.ModelOptions = 60, 64, json.RawMessage(`{"hidden":64}`)
+	})
+}
+
+// trainTweaked is Train with tweak applied to the configuration before the
+// MADDR schedule is scaled to its iterations.
+func trainTweaked(t testing.TB, dir string, baselineOnly bool, group string, tweak func(*train.Config)) Model {
+	t.Helper()
 	samples := Phantom(t)
 	cfg := train.Defaults("ae")
 	cfg.Sources = nil
 	cfg.Preprocess.Size, cfg.Preprocess.Resize, cfg.Preprocess.Crop = 32, 0, 0
 	cfg.Iterations, cfg.BatchSize, cfg.Threads, cfg.CheckpointEvery = 80, 8, 0, 1000
+	if tweak != nil {
+		tweak(&cfg)
+	}
 	cfg.MADDR = maddr.Paper().ScaleMixup(cfg.Iterations)
 	evalSamples := samples
 	if baselineOnly {
@@ -90,4 +115,16 @@ func Load(t testing.TB, path string) *modelfile.Model {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// BitsSHA256 hashes the exact bits of v: golden tests compare outputs with
+// it, so one ulp of difference shows.
+func BitsSHA256(v []float32) string {
+	h := sha256.New()
+	var buf [4]byte
+	for _, f := range v {
+		binary.LittleEndian.PutUint32(buf[:], math.Float32bits(f))
+		h.Write(buf[:])
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
