@@ -137,33 +137,14 @@ func runExperimentTable(table experiment.Table, args []string, stdout, stderr io
 			return err
 		}
 	}
-	for _, part := range strings.Split(*seeds, ",") {
-		v, err := strconv.ParseUint(strings.TrimSpace(part), 10, 64)
-		if err != nil {
-			return fmt.Errorf("--seeds %q: %q is not a seed", *seeds, part)
-		}
-		s.Seeds = append(s.Seeds, v)
+	if s.Seeds, err = experimentSeeds(*seeds); err != nil {
+		return err
 	}
 	if s.Iterations == 0 && allPhantom(s.Sources) {
 		s.Iterations = phantomIterations
 	}
-	raw, err := mo.options()
-	if err != nil {
+	if s.Models, s.ModelOptions, err = experimentModels(*models, mo); err != nil {
 		return err
-	}
-	s.ModelOptions = map[string]json.RawMessage{}
-	for _, m := range strings.Split(*models, ",") {
-		m = strings.TrimSpace(m)
-		if m == "" {
-			continue
-		}
-		s.Models = append(s.Models, m)
-		// The VGG settings belong to DPA; other baselines reject unknown keys.
-		if m == "dpa" {
-			s.ModelOptions[m] = raw
-		} else if *mo.raw != "" {
-			s.ModelOptions[m] = json.RawMessage(*mo.raw)
-		}
 	}
 	dir := *out
 	if dir == "" {
@@ -174,12 +155,56 @@ func runExperimentTable(table experiment.Table, args []string, stdout, stderr io
 		return err
 	}
 	setThreads(*threads)
-	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer cancel()
-	sum, err := experiment.Run(ctx, s, dir, experiment.Options{
+	return runExperimentCells(s, dir, experiment.Options{
 		Shard: sh, Progress: stderr, Logf: logTo(stderr), Version: version.String(), NoReport: *noReport, ValEvery: *valEvery,
 		RunConfig: recorded,
-	})
+	}, stdout)
+}
+
+// experimentSeeds reads --seeds: each cell is repeated once per seed.
+func experimentSeeds(list string) ([]uint64, error) {
+	var seeds []uint64
+	for _, part := range strings.Split(list, ",") {
+		v, err := strconv.ParseUint(strings.TrimSpace(part), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("--seeds %q: %q is not a seed", list, part)
+		}
+		seeds = append(seeds, v)
+	}
+	return seeds, nil
+}
+
+// experimentModels reads --model and gives each baseline the --model-options
+// that belong to it.
+func experimentModels(list string, mo *modelOptionFlags) ([]string, map[string]json.RawMessage, error) {
+	raw, err := mo.options()
+	if err != nil {
+		return nil, nil, err
+	}
+	var models []string
+	options := map[string]json.RawMessage{}
+	for _, m := range strings.Split(list, ",") {
+		m = strings.TrimSpace(m)
+		if m == "" {
+			continue
+		}
+		models = append(models, m)
+		// The VGG settings belong to DPA; other baselines reject unknown keys.
+		if m == "dpa" {
+			options[m] = raw
+		} else if *mo.raw != "" {
+			options[m] = json.RawMessage(*mo.raw)
+		}
+	}
+	return models, options, nil
+}
+
+// runExperimentCells runs (or resumes) the planned cells into dir until done
+// or interrupted, and prints what it did and wrote.
+func runExperimentCells(s experiment.Settings, dir string, o experiment.Options, stdout io.Writer) error {
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer cancel()
+	sum, err := experiment.Run(ctx, s, dir, o)
 	if err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("%w; finished cells are kept: rerun the same command to resume", err)
@@ -187,8 +212,8 @@ func runExperimentTable(table experiment.Table, args []string, stdout, stderr io
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: %d cells planned, %d in this shard (%s): %d run now, %d finished before\n",
-		table, sum.Planned, sum.Owned, sh, len(sum.Ran), len(sum.Skipped))
-	return printOutputs(stdout, dir, string(table), sum.Outputs)
+		s.Table, sum.Planned, sum.Owned, o.Shard, len(sum.Ran), len(sum.Skipped))
+	return printOutputs(stdout, dir, string(s.Table), sum.Outputs)
 }
 
 func allPhantom(specs []dataset.Spec) bool {
