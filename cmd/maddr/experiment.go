@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -58,40 +59,7 @@ func runExperimentTable(table experiment.Table, args []string, stdout, stderr io
 	name := "experiment " + string(table)
 	fs := newFlagSet(name, stderr)
 	def := train.Defaults("dpa")
-	var data specList
-	fs.Var(&data, "data", "data source KIND[:ROOT][,key=value...] (repeatable; default phantom)")
-	defModels := "dpa,memae,fanogan,ganomaly"
-	if table == experiment.Table2 {
-		defModels = "dpa"
-	}
-	models := fs.String("model", defModels, "baseline(s), comma-separated (table2: one); available: "+strings.Join(baselines.Names(), ", "))
-	mo := addModelOptionFlags(fs)
-	seeds := fs.String("seeds", "8499,8500,8501", "comma-separated seeds; each cell is repeated once per seed")
-	iterations := fs.Int("iterations", 0, fmt.Sprintf("optimizer steps per run (0: %d on phantom data, else each baseline's paper schedule)", phantomIterations))
-	batch := fs.Int("batch", def.BatchSize, "batch size")
-	latent := fs.Int("latent", 0, "latent width (0: the baseline's default; table2 row 1 always uses 16)")
-	size := fs.Int("size", def.Preprocess.Size, "network input side in pixels")
-	resize := fs.Int("resize", def.Preprocess.Resize, "resize before the centre crop (0: skip)")
-	crop := fs.Int("crop", def.Preprocess.Crop, "centre crop before the final resize (0: skip)")
-	windowList := fs.String("hu-windows", "", huWindowsUsage)
-	untrained := fs.Bool("untrained", false, "also score every cell's network before training (iteration 0, same seed and calibration): the reference that tells what training added")
-	split := fs.String("split", "test", "split the cells are scored on: test, or val to compare candidate settings without looking at the test split")
-	mixed := fs.Bool("mixed", true, "table1: also train each baseline on all data sets without MADDR (reference for the t-SNE figure; = table2 row 3)")
-	roles := fs.String("roles", "", "table2: groups playing LiTS, Lung-CT and Lung-X-rays, comma-separated (default liver-ct,lung-ct,chest-xray as in the phantom; real Shenzhen data is lung-xray)")
-	criterion := fs.String("criterion", "macro-f1", "threshold criterion on validation: macro-f1, f1 or accuracy")
-	grid := fs.Int("grid", metrics.DefaultSteps, "threshold candidates between the min and max validation score")
-	heat := fs.Int("heat-maps", 3, "most-abnormal and most-normal test images shown per group")
-	latentPer := fs.Int("latent-per-group", 100, "test images per group embedded in the t-SNE figure")
-	shard := fs.String("shard", "", "run only shard i of n (i/n, 1 <= i <= n): cell k of the plan belongs to shard (k mod n)+1")
-	out := fs.String("out", "", "experiment directory (default experiment-"+string(table)+"); rerunning resumes it")
-	noReport := fs.Bool("no-report", false, "skip the tables and report at the end (e.g. in a job array; run merge afterwards)")
-	threads := fs.Int("threads", 0, "libtorch threads (0: all cores)")
-	workers := fs.Int("workers", 0, "data loading workers (0: all cores)")
-	cacheMB := fs.Int64("cache-mb", 1024, "memory for cached preprocessed images (MiB)")
-	valEvery := fs.Int("val-every", 0, "evaluate validation AUC per group every N iterations, plus before the first and after the last (0: 5 times evenly spaced plus both ends; -1: never); it does not change the trained weights")
-	every := fs.Int("checkpoint-every", 0, "checkpoint interval in iterations (0: a fifth of the run, at most 1000)")
-	skipBad := fs.Bool("skip-bad", false, "log and skip unreadable images")
-	device := fs.String("device", "cpu", "cpu or cuda[:N]")
+	f := addExperimentFlags(fs, table, def)
 	if err := parseConfigured(fs, args, stdout); err != nil {
 		return err
 	}
@@ -99,54 +67,54 @@ func runExperimentTable(table experiment.Table, args []string, stdout, stderr io
 		fmt.Fprintf(stderr, "maddr %s: unexpected arguments %v\n", name, fs.Args())
 		return errUsage
 	}
-	if err := checkDevice(*device); err != nil {
+	if err := checkDevice(*f.device); err != nil {
 		return err
 	}
-	crit, err := metrics.ParseCriterion(*criterion)
+	crit, err := metrics.ParseCriterion(*f.criterion)
 	if err != nil {
 		return err
 	}
-	sh, err := experiment.ParseShard(*shard)
+	sh, err := experiment.ParseShard(*f.shard)
 	if err != nil {
 		return err
 	}
 	s := experiment.Settings{
-		Table: table, Sources: data, Seeds: nil, Iterations: *iterations, BatchSize: *batch, LatentDim: *latent,
-		Preprocess: def.Preprocess, Mixed: *mixed, Roles: experiment.DefaultRoles(), Criterion: crit, Steps: *grid,
-		HeatMaps: *heat, LatentPerGroup: *latentPer, Untrained: *untrained,
-		Threads: *threads, Workers: *workers, CacheBytes: *cacheMB << 20, CheckpointEvery: *every, SkipBad: *skipBad,
+		Table: table, Sources: f.data, Seeds: nil, Iterations: *f.iterations, BatchSize: *f.batch, LatentDim: *f.latent,
+		Preprocess: def.Preprocess, Mixed: *f.mixed, Roles: experiment.DefaultRoles(), Criterion: crit, Steps: *f.grid,
+		HeatMaps: *f.heat, LatentPerGroup: *f.latentPer, Untrained: *f.untrained,
+		Threads: *f.threads, Workers: *f.workers, CacheBytes: *f.cacheMB << 20, CheckpointEvery: *f.every, SkipBad: *f.skipBad,
 	}
 	if table == experiment.Table2 {
 		s.Mixed = false
 	}
-	if *split != "test" { // the default stays unrecorded, as before the flag existed
-		s.Split = *split
+	if *f.split != "test" { // the default stays unrecorded, as before the flag existed
+		s.Split = *f.split
 	}
 	if len(s.Sources) == 0 {
 		s.Sources = []dataset.Spec{{Kind: "phantom"}}
 	}
-	s.Preprocess.Size, s.Preprocess.Resize, s.Preprocess.Crop = *size, *resize, *crop
-	if s.Preprocess.HUWindows, err = parseWindows(*windowList); err != nil {
+	s.Preprocess.Size, s.Preprocess.Resize, s.Preprocess.Crop = *f.size, *f.resize, *f.crop
+	if s.Preprocess.HUWindows, err = parseWindows(*f.windowList); err != nil {
 		return err
 	}
 	if err := s.Preprocess.Validate(); err != nil {
 		return err
 	}
-	if *roles != "" {
-		if s.Roles, err = experiment.ParseRoles(*roles); err != nil {
+	if *f.roles != "" {
+		if s.Roles, err = experiment.ParseRoles(*f.roles); err != nil {
 			return err
 		}
 	}
-	if s.Seeds, err = experimentSeeds(*seeds); err != nil {
+	if s.Seeds, err = experimentSeeds(*f.seeds); err != nil {
 		return err
 	}
 	if s.Iterations == 0 && allPhantom(s.Sources) {
 		s.Iterations = phantomIterations
 	}
-	if s.Models, s.ModelOptions, err = experimentModels(*models, mo); err != nil {
+	if s.Models, s.ModelOptions, err = experimentModels(*f.models, f.mo); err != nil {
 		return err
 	}
-	dir := *out
+	dir := *f.out
 	if dir == "" {
 		dir = "experiment-" + string(table)
 	}
@@ -154,11 +122,83 @@ func runExperimentTable(table experiment.Table, args []string, stdout, stderr io
 	if err != nil {
 		return err
 	}
-	setThreads(*threads)
+	setThreads(*f.threads)
 	return runExperimentCells(s, dir, experiment.Options{
-		Shard: sh, Progress: stderr, Logf: logTo(stderr), Version: version.String(), NoReport: *noReport, ValEvery: *valEvery,
+		Shard: sh, Progress: stderr, Logf: logTo(stderr), Version: version.String(), NoReport: *f.noReport, ValEvery: *f.valEvery,
 		RunConfig: recorded,
 	}, stdout)
+}
+
+// experimentFlags are the flags of 'maddr experiment table1|table2'.
+type experimentFlags struct {
+	data       specList
+	models     *string
+	mo         *modelOptionFlags
+	seeds      *string
+	iterations *int
+	batch      *int
+	latent     *int
+	size       *int
+	resize     *int
+	crop       *int
+	windowList *string
+	untrained  *bool
+	split      *string
+	mixed      *bool
+	roles      *string
+	criterion  *string
+	grid       *int
+	heat       *int
+	latentPer  *int
+	shard      *string
+	out        *string
+	noReport   *bool
+	threads    *int
+	workers    *int
+	cacheMB    *int64
+	valEvery   *int
+	every      *int
+	skipBad    *bool
+	device     *string
+}
+
+// addExperimentFlags defines the experiment flags on fs; table decides the default baselines.
+func addExperimentFlags(fs *flag.FlagSet, table experiment.Table, def train.Config) *experimentFlags {
+	f := &experimentFlags{}
+	fs.Var(&f.data, "data", "data source KIND[:ROOT][,key=value...] (repeatable; default phantom)")
+	defModels := "dpa,memae,fanogan,ganomaly"
+	if table == experiment.Table2 {
+		defModels = "dpa"
+	}
+	f.models = fs.String("model", defModels, "baseline(s), comma-separated (table2: one); available: "+strings.Join(baselines.Names(), ", "))
+	f.mo = addModelOptionFlags(fs)
+	f.seeds = fs.String("seeds", "8499,8500,8501", "comma-separated seeds; each cell is repeated once per seed")
+	f.iterations = fs.Int("iterations", 0, fmt.Sprintf("optimizer steps per run (0: %d on phantom data, else each baseline's paper schedule)", phantomIterations))
+	f.batch = fs.Int("batch", def.BatchSize, "batch size")
+	f.latent = fs.Int("latent", 0, "latent width (0: the baseline's default; table2 row 1 always uses 16)")
+	f.size = fs.Int("size", def.Preprocess.Size, "network input side in pixels")
+	f.resize = fs.Int("resize", def.Preprocess.Resize, "resize before the centre crop (0: skip)")
+	f.crop = fs.Int("crop", def.Preprocess.Crop, "centre crop before the final resize (0: skip)")
+	f.windowList = fs.String("hu-windows", "", huWindowsUsage)
+	f.untrained = fs.Bool("untrained", false, "also score every cell's network before training (iteration 0, same seed and calibration): the reference that tells what training added")
+	f.split = fs.String("split", "test", "split the cells are scored on: test, or val to compare candidate settings without looking at the test split")
+	f.mixed = fs.Bool("mixed", true, "table1: also train each baseline on all data sets without MADDR (reference for the t-SNE figure; = table2 row 3)")
+	f.roles = fs.String("roles", "", "table2: groups playing LiTS, Lung-CT and Lung-X-rays, comma-separated (default liver-ct,lung-ct,chest-xray as in the phantom; real Shenzhen data is lung-xray)")
+	f.criterion = fs.String("criterion", "macro-f1", "threshold criterion on validation: macro-f1, f1 or accuracy")
+	f.grid = fs.Int("grid", metrics.DefaultSteps, "threshold candidates between the min and max validation score")
+	f.heat = fs.Int("heat-maps", 3, "most-abnormal and most-normal test images shown per group")
+	f.latentPer = fs.Int("latent-per-group", 100, "test images per group embedded in the t-SNE figure")
+	f.shard = fs.String("shard", "", "run only shard i of n (i/n, 1 <= i <= n): cell k of the plan belongs to shard (k mod n)+1")
+	f.out = fs.String("out", "", "experiment directory (default experiment-"+string(table)+"); rerunning resumes it")
+	f.noReport = fs.Bool("no-report", false, "skip the tables and report at the end (e.g. in a job array; run merge afterwards)")
+	f.threads = fs.Int("threads", 0, "libtorch threads (0: all cores)")
+	f.workers = fs.Int("workers", 0, "data loading workers (0: all cores)")
+	f.cacheMB = fs.Int64("cache-mb", 1024, "memory for cached preprocessed images (MiB)")
+	f.valEvery = fs.Int("val-every", 0, "evaluate validation AUC per group every N iterations, plus before the first and after the last (0: 5 times evenly spaced plus both ends; -1: never); it does not change the trained weights")
+	f.every = fs.Int("checkpoint-every", 0, "checkpoint interval in iterations (0: a fifth of the run, at most 1000)")
+	f.skipBad = fs.Bool("skip-bad", false, "log and skip unreadable images")
+	f.device = fs.String("device", "cpu", "cpu or cuda[:N]")
+	return f
 }
 
 // experimentSeeds reads --seeds: each cell is repeated once per seed.
