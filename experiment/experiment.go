@@ -362,35 +362,8 @@ func plannedIterations(s Settings, model string) (int, error) {
 // within a seed, model by model and variant by variant. Shards are assigned
 // from this order.
 func Plan(s Settings, groups []string) ([]Cell, error) {
-	if len(s.Seeds) == 0 {
-		return nil, fmt.Errorf("no seeds")
-	}
-	if len(s.Models) == 0 {
-		return nil, fmt.Errorf("no model")
-	}
-	if len(groups) == 0 {
-		return nil, fmt.Errorf("the data has no group with train, validation and test images")
-	}
-	if s.Split != "" && s.Split != string(dataset.Test) && s.Split != SplitVal {
-		return nil, fmt.Errorf("split %q: want test or val", s.Split)
-	}
-	seen := map[uint64]bool{}
-	for _, seed := range s.Seeds {
-		if seen[seed] {
-			return nil, fmt.Errorf("seed %d is listed twice", seed)
-		}
-		seen[seed] = true
-	}
-	base := func(model string, seed uint64, iters int) train.Config {
-		c := train.Defaults(model)
-		c.Sources, c.Iterations, c.BatchSize, c.Seed = s.Sources, iters, s.BatchSize, seed
-		c.LatentDim, c.Preprocess, c.ModelOptions = s.LatentDim, s.Preprocess, s.ModelOptions[model]
-		c.Threads, c.Workers, c.CacheBytes, c.SkipBad = s.Threads, s.Workers, s.CacheBytes, s.SkipBad
-		c.CheckpointEvery = s.CheckpointEvery
-		if c.CheckpointEvery <= 0 {
-			c.CheckpointEvery = max(1, min(1000, iters/5))
-		}
-		return c
+	if err := checkPlan(s, groups); err != nil {
+		return nil, err
 	}
 	iters := map[string]int{}
 	for _, m := range s.Models {
@@ -403,65 +376,11 @@ func Plan(s Settings, groups []string) ([]Cell, error) {
 	var cells []Cell
 	switch s.Table {
 	case Table1:
-		for _, seed := range s.Seeds {
-			for _, m := range s.Models {
-				for _, g := range groups {
-					c := base(m, seed, iters[m])
-					c.Groups, c.MADDR = []string{g}, maddr.BaselineOnly()
-					cells = append(cells, Cell{ID: fmt.Sprintf("t1-%s-single-%s-s%d", m, g, seed), Table: Table1, Model: m,
-						Variant: VariantSingle, Group: g, EvalGroups: []string{g}, Seed: seed, Config: c})
-				}
-				if s.Mixed {
-					c := base(m, seed, iters[m])
-					c.Groups, c.MADDR = slices.Clone(groups), maddr.BaselineOnly()
-					cells = append(cells, Cell{ID: fmt.Sprintf("t1-%s-mixed-s%d", m, seed), Table: Table1, Model: m,
-						Variant: VariantMixed, EvalGroups: slices.Clone(groups), Seed: seed, Config: c})
-				}
-				c := base(m, seed, iters[m])
-				c.Groups, c.MADDR = slices.Clone(groups), s.maddrConfig().ScaleMixup(iters[m])
-				cells = append(cells, Cell{ID: fmt.Sprintf("t1-%s-maddr-s%d", m, seed), Table: Table1, Model: m,
-					Variant: VariantMADDR, EvalGroups: slices.Clone(groups), Seed: seed, Config: c})
-			}
-		}
+		cells = planTable1(s, groups, iters)
 	case Table2:
-		if len(s.Models) != 1 {
-			return nil, fmt.Errorf("table 2 ablates one baseline, got %d (%s)", len(s.Models), strings.Join(s.Models, ", "))
-		}
-		for _, g := range s.Roles.list() {
-			if !slices.Contains(groups, g) {
-				return nil, fmt.Errorf("table 2: role group %q is not in the data (groups with train/val/test images: %s); set the roles",
-					g, strings.Join(groups, ", "))
-			}
-		}
-		if s.Roles.LiTS == s.Roles.LungCT || s.Roles.LungCT == s.Roles.LungXray || s.Roles.LiTS == s.Roles.LungXray {
-			return nil, fmt.Errorf("table 2: the three roles need three different groups, got %+v", s.Roles)
-		}
-		m := s.Models[0]
-		for _, seed := range s.Seeds {
-			for _, a := range Ablations {
-				variant := fmt.Sprintf("r%02d", a.Row)
-				mk := func() train.Config {
-					c := base(m, seed, iters[m])
-					if a.Latent > 0 {
-						c.LatentDim = a.Latent
-					}
-					c.MADDR = a.config(s.maddrConfig(), iters[m])
-					return c
-				}
-				if a.Datasets == "single" {
-					for _, g := range s.Roles.list() {
-						c := mk()
-						c.Groups = []string{g}
-						cells = append(cells, Cell{ID: fmt.Sprintf("t2-%s-%s-%s-s%d", m, variant, g, seed), Table: Table2, Model: m,
-							Variant: variant, Row: a.Row, Group: g, EvalGroups: []string{g}, Seed: seed, Config: c})
-					}
-					continue
-				}
-				c := mk()
-				c.Groups = a.groups(s.Roles)
-				cells = append(cells, Cell{ID: fmt.Sprintf("t2-%s-%s-s%d", m, variant, seed), Table: Table2, Model: m,
-					Variant: variant, Row: a.Row, EvalGroups: slices.Clone(c.Groups), Seed: seed, Config: c})
-			}
+		var err error
+		if cells, err = planTable2(s, groups, iters); err != nil {
+			return nil, err
 		}
 	default:
 		return nil, fmt.Errorf("unknown table %q (table1 or table2)", s.Table)
@@ -472,6 +391,117 @@ func Plan(s Settings, groups []string) ([]Cell, error) {
 	}
 	for i := range cells {
 		cells[i].Split, cells[i].Untrained = split, s.Untrained
+	}
+	return cells, nil
+}
+
+// checkPlan refuses settings no plan can be made from.
+func checkPlan(s Settings, groups []string) error {
+	if len(s.Seeds) == 0 {
+		return fmt.Errorf("no seeds")
+	}
+	if len(s.Models) == 0 {
+		return fmt.Errorf("no model")
+	}
+	if len(groups) == 0 {
+		return fmt.Errorf("the data has no group with train, validation and test images")
+	}
+	if s.Split != "" && s.Split != string(dataset.Test) && s.Split != SplitVal {
+		return fmt.Errorf("split %q: want test or val", s.Split)
+	}
+	seen := map[uint64]bool{}
+	for _, seed := range s.Seeds {
+		if seen[seed] {
+			return fmt.Errorf("seed %d is listed twice", seed)
+		}
+		seen[seed] = true
+	}
+	return nil
+}
+
+// cellConfig is the training configuration every cell of model and seed
+// starts from; the cell then sets its groups and MADDR switches.
+func (s Settings) cellConfig(model string, seed uint64, iters int) train.Config {
+	c := train.Defaults(model)
+	c.Sources, c.Iterations, c.BatchSize, c.Seed = s.Sources, iters, s.BatchSize, seed
+	c.LatentDim, c.Preprocess, c.ModelOptions = s.LatentDim, s.Preprocess, s.ModelOptions[model]
+	c.Threads, c.Workers, c.CacheBytes, c.SkipBad = s.Threads, s.Workers, s.CacheBytes, s.SkipBad
+	c.CheckpointEvery = s.CheckpointEvery
+	if c.CheckpointEvery <= 0 {
+		c.CheckpointEvery = max(1, min(1000, iters/5))
+	}
+	return c
+}
+
+// planTable1 lists Table 1's cells: seed by seed, model by model, each group
+// alone, then all groups without MADDR (if Mixed), then MADDR on all groups.
+func planTable1(s Settings, groups []string, iters map[string]int) []Cell {
+	var cells []Cell
+	for _, seed := range s.Seeds {
+		for _, m := range s.Models {
+			for _, g := range groups {
+				c := s.cellConfig(m, seed, iters[m])
+				c.Groups, c.MADDR = []string{g}, maddr.BaselineOnly()
+				cells = append(cells, Cell{ID: fmt.Sprintf("t1-%s-single-%s-s%d", m, g, seed), Table: Table1, Model: m,
+					Variant: VariantSingle, Group: g, EvalGroups: []string{g}, Seed: seed, Config: c})
+			}
+			if s.Mixed {
+				c := s.cellConfig(m, seed, iters[m])
+				c.Groups, c.MADDR = slices.Clone(groups), maddr.BaselineOnly()
+				cells = append(cells, Cell{ID: fmt.Sprintf("t1-%s-mixed-s%d", m, seed), Table: Table1, Model: m,
+					Variant: VariantMixed, EvalGroups: slices.Clone(groups), Seed: seed, Config: c})
+			}
+			c := s.cellConfig(m, seed, iters[m])
+			c.Groups, c.MADDR = slices.Clone(groups), s.maddrConfig().ScaleMixup(iters[m])
+			cells = append(cells, Cell{ID: fmt.Sprintf("t1-%s-maddr-s%d", m, seed), Table: Table1, Model: m,
+				Variant: VariantMADDR, EvalGroups: slices.Clone(groups), Seed: seed, Config: c})
+		}
+	}
+	return cells
+}
+
+// planTable2 lists Table 2's cells for its one baseline: seed by seed, the
+// ablation rows in order, single-data-set rows once per role group.
+func planTable2(s Settings, groups []string, iters map[string]int) ([]Cell, error) {
+	if len(s.Models) != 1 {
+		return nil, fmt.Errorf("table 2 ablates one baseline, got %d (%s)", len(s.Models), strings.Join(s.Models, ", "))
+	}
+	for _, g := range s.Roles.list() {
+		if !slices.Contains(groups, g) {
+			return nil, fmt.Errorf("table 2: role group %q is not in the data (groups with train/val/test images: %s); set the roles",
+				g, strings.Join(groups, ", "))
+		}
+	}
+	if s.Roles.LiTS == s.Roles.LungCT || s.Roles.LungCT == s.Roles.LungXray || s.Roles.LiTS == s.Roles.LungXray {
+		return nil, fmt.Errorf("table 2: the three roles need three different groups, got %+v", s.Roles)
+	}
+	m := s.Models[0]
+	var cells []Cell
+	for _, seed := range s.Seeds {
+		for _, a := range Ablations {
+			variant := fmt.Sprintf("r%02d", a.Row)
+			mk := func() train.Config {
+				c := s.cellConfig(m, seed, iters[m])
+				if a.Latent > 0 {
+					c.LatentDim = a.Latent
+				}
+				c.MADDR = a.config(s.maddrConfig(), iters[m])
+				return c
+			}
+			if a.Datasets == "single" {
+				for _, g := range s.Roles.list() {
+					c := mk()
+					c.Groups = []string{g}
+					cells = append(cells, Cell{ID: fmt.Sprintf("t2-%s-%s-%s-s%d", m, variant, g, seed), Table: Table2, Model: m,
+						Variant: variant, Row: a.Row, Group: g, EvalGroups: []string{g}, Seed: seed, Config: c})
+				}
+				continue
+			}
+			c := mk()
+			c.Groups = a.groups(s.Roles)
+			cells = append(cells, Cell{ID: fmt.Sprintf("t2-%s-%s-s%d", m, variant, seed), Table: Table2, Model: m,
+				Variant: variant, Row: a.Row, EvalGroups: slices.Clone(c.Groups), Seed: seed, Config: c})
+		}
 	}
 	return cells, nil
 }
