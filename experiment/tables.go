@@ -106,24 +106,8 @@ func Build(s Settings, groups []string, planned []string, results []*Result) (*D
 			d.Finished++
 		}
 	}
-	type key struct{ model, variant string }
-	var order []key
-	switch s.Table {
-	case Table1:
-		for _, m := range s.Models {
-			order = append(order, key{m, VariantSingle})
-			if s.Mixed {
-				order = append(order, key{m, VariantMixed})
-			}
-			order = append(order, key{m, VariantMADDR})
-		}
-	case Table2:
-		for _, a := range Ablations {
-			order = append(order, key{s.Models[0], fmt.Sprintf("r%02d", a.Row)})
-		}
-	}
 	notes := map[string]bool{}
-	for _, k := range order {
+	for _, k := range rowOrder(s) {
 		row := Row{Model: k.model, Variant: k.variant, Label: VariantLabel(s.Table, k.model, k.variant), Groups: map[string]Metrics{}}
 		if s.Table == Table2 {
 			n, _ := strconv.Atoi(strings.TrimPrefix(k.variant, "r"))
@@ -131,40 +115,7 @@ func Build(s Settings, groups []string, planned []string, results []*Result) (*D
 			row.Ablation = &a
 		}
 		for _, g := range d.Groups {
-			var acc, f1, auc []float64
-			var seeds, aucSeeds []uint64
-			for _, r := range results {
-				if r.Model != k.model || r.Variant != k.variant || r.Table != s.Table || !slices.Contains(planned, r.ID) {
-					continue
-				}
-				gr, ok := r.Group(g)
-				if !ok {
-					continue
-				}
-				row.LatentDim = r.LatentDim
-				for _, n := range r.Notes {
-					notes[n] = true
-				}
-				acc = append(acc, 100*gr.Test.Accuracy)
-				f1 = append(f1, 100*gr.Test.MacroF1)
-				seeds = append(seeds, r.Seed)
-				if gr.Test.AUC != nil {
-					auc = append(auc, 100**gr.Test.AUC)
-					aucSeeds = append(aucSeeds, r.Seed)
-				}
-			}
-			mt := Metrics{ACC: newStat(acc, seeds), F1: newStat(f1, seeds), AUC: newStat(auc, aucSeeds)}
-			var pv PaperValue
-			var ok bool
-			if s.Table == Table1 && k.variant != VariantMixed {
-				pv, ok = p.Table1AUC(k.model, k.variant, g)
-			} else if s.Table == Table2 {
-				pv, ok = p.Table2AUC(k.model, row.Ablation.Row, s.Roles.keyOf(g))
-			}
-			if ok {
-				mt.PaperAUC = &pv
-			}
-			row.Groups[g] = mt
+			row.Groups[g] = groupMetrics(s, p, k, g, &row, planned, results, notes)
 		}
 		d.Rows = append(d.Rows, row)
 	}
@@ -173,6 +124,70 @@ func Build(s Settings, groups []string, planned []string, results []*Result) (*D
 	}
 	slices.Sort(d.Notes)
 	return d, nil
+}
+
+// rowKey names one row of a table: a baseline and a variant.
+type rowKey struct{ model, variant string }
+
+// rowOrder is the order of a table's rows: per baseline single, mixed, MADDR
+// (Table 1), or the ablation rows (Table 2).
+func rowOrder(s Settings) []rowKey {
+	var order []rowKey
+	switch s.Table {
+	case Table1:
+		for _, m := range s.Models {
+			order = append(order, rowKey{m, VariantSingle})
+			if s.Mixed {
+				order = append(order, rowKey{m, VariantMixed})
+			}
+			order = append(order, rowKey{m, VariantMADDR})
+		}
+	case Table2:
+		for _, a := range Ablations {
+			order = append(order, rowKey{s.Models[0], fmt.Sprintf("r%02d", a.Row)})
+		}
+	}
+	return order
+}
+
+// groupMetrics is one cell of a table: the row's test metrics on group g over
+// the planned results' seeds, with the paper's AUC where there is one. It
+// records the row's latent width and the results' notes on the way.
+func groupMetrics(s Settings, p Paper, k rowKey, g string, row *Row, planned []string, results []*Result, notes map[string]bool) Metrics {
+	var acc, f1, auc []float64
+	var seeds, aucSeeds []uint64
+	for _, r := range results {
+		if r.Model != k.model || r.Variant != k.variant || r.Table != s.Table || !slices.Contains(planned, r.ID) {
+			continue
+		}
+		gr, ok := r.Group(g)
+		if !ok {
+			continue
+		}
+		row.LatentDim = r.LatentDim
+		for _, n := range r.Notes {
+			notes[n] = true
+		}
+		acc = append(acc, 100*gr.Test.Accuracy)
+		f1 = append(f1, 100*gr.Test.MacroF1)
+		seeds = append(seeds, r.Seed)
+		if gr.Test.AUC != nil {
+			auc = append(auc, 100**gr.Test.AUC)
+			aucSeeds = append(aucSeeds, r.Seed)
+		}
+	}
+	mt := Metrics{ACC: newStat(acc, seeds), F1: newStat(f1, seeds), AUC: newStat(auc, aucSeeds)}
+	var pv PaperValue
+	var ok bool
+	if s.Table == Table1 && k.variant != VariantMixed {
+		pv, ok = p.Table1AUC(k.model, k.variant, g)
+	} else if s.Table == Table2 {
+		pv, ok = p.Table2AUC(k.model, row.Ablation.Row, s.Roles.keyOf(g))
+	}
+	if ok {
+		mt.PaperAUC = &pv
+	}
+	return mt
 }
 
 // columnName names a group's column: the group and, where it stands for
