@@ -134,44 +134,54 @@ func runDataInspect(args []string, stdout, stderr io.Writer) error {
 	if *montage == "" {
 		return nil
 	}
-	bad := map[int]bool{}
-	for i, s := range samples {
-		for _, p := range problems {
-			if p.Path == s.Where() {
-				bad[i] = true
-			}
-		}
+	if err := writeDataMontage(*montage, withoutProblems(samples, problems), reader, *size, *perRow); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "montage: %s\n", *montage)
+	return nil
+}
+
+// withoutProblems drops the samples whose file is listed in problems.
+func withoutProblems(samples []dataset.Sample, problems []dataset.Problem) []dataset.Sample {
+	bad := map[string]bool{}
+	for _, p := range problems {
+		bad[p.Path] = true
 	}
 	var good []dataset.Sample
-	for i, s := range samples {
-		if !bad[i] {
+	for _, s := range samples {
+		if !bad[s.Where()] {
 			good = append(good, s)
 		}
 	}
+	return good
+}
+
+// writeDataMontage draws normal and abnormal examples of each group, as the
+// default pipeline preprocesses them at size x size, into a PNG at path.
+func writeDataMontage(path string, samples []dataset.Sample, reader *dataset.Reader, size, perRow int) error {
 	pre := preprocess.Default()
-	pre.Size = *size
+	pre.Size = size
 	input := func(i int) ([]float32, error) {
-		img, err := reader.Load(good[i])
+		img, err := reader.Load(samples[i])
 		if err != nil {
 			return nil, err
 		}
-		return pre.Apply(img, good[i].Organ)
+		return pre.Apply(img, samples[i].Organ)
 	}
-	m, err := dataset.Montage(good, input, *size, *perRow)
+	m, err := dataset.Montage(samples, input, size, perRow)
 	if err != nil {
 		return err
 	}
-	f, err := os.Create(*montage)
+	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	if err := png.Encode(f, m); err != nil {
 		f.Close()
-		return fmt.Errorf("writing %s: %w", *montage, err)
+		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", *montage, err)
+		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	fmt.Fprintf(stdout, "montage: %s\n", *montage)
 	return nil
 }
