@@ -21,6 +21,7 @@ import (
 	"github.com/maddr-project/maddr/dataset"
 	"github.com/maddr-project/maddr/evaluate"
 	"github.com/maddr-project/maddr/experiment"
+	"github.com/maddr-project/maddr/infer"
 	"github.com/maddr-project/maddr/loader"
 	"github.com/maddr-project/maddr/maddr"
 	"github.com/maddr-project/maddr/medimg"
@@ -28,7 +29,6 @@ import (
 	"github.com/maddr-project/maddr/modelfile"
 	"github.com/maddr-project/maddr/preprocess"
 	"github.com/maddr-project/maddr/report"
-	"github.com/maddr-project/maddr/torch"
 	"github.com/maddr-project/maddr/train"
 )
 
@@ -305,31 +305,19 @@ func heatmapRow(ctx context.Context, m *modelfile.Model, set []dataset.Sample, l
 	if err != nil {
 		return nil, err
 	}
-	side := int64(pp.Size)
+	res, err := infer.New(m).InOrder(ctx, xs, infer.Scores|infer.Maps)
+	if err != nil {
+		return nil, err
+	}
 	var tiles []report.Tile
-	err = torch.NoGrad(func() error {
-		return torch.Run(func(s *torch.Scope) error {
-			x := s.Adopt(torch.FromFloat32(slices.Concat(xs...), int64(len(xs)), 1, side, side))
-			maps, err := s.Adopt(m.Framework.Base.AnomalyMap(x)).Float32s()
-			if err != nil {
-				return err
-			}
-			scores, err := s.Adopt(m.Framework.Base.Score(x)).Float32s()
-			if err != nil {
-				return err
-			}
-			px := int(side * side)
-			for i, smp := range pick {
-				caption := fmt.Sprintf("score %.4g", scores[i])
-				if l, ok := lesions[smp.ID]; ok {
-					caption = fmt.Sprintf("r %.1f px, %.4g", l.RadiusPx, scores[i])
-				}
-				tiles = append(tiles, report.Tile{Image: xs[i], Map: maps[i*px : (i+1)*px], Caption: caption, Abnormal: smp.Label == dataset.Abnormal})
-			}
-			return nil
-		})
-	})
-	return tiles, err
+	for i, smp := range pick {
+		caption := fmt.Sprintf("score %.4g", res.Scores[i])
+		if l, ok := lesions[smp.ID]; ok {
+			caption = fmt.Sprintf("r %.1f px, %.4g", l.RadiusPx, res.Scores[i])
+		}
+		tiles = append(tiles, report.Tile{Image: xs[i], Map: res.Maps[i], Caption: caption, Abnormal: smp.Label == dataset.Abnormal})
+	}
+	return tiles, nil
 }
 
 func cmpFloat(a, b float64) int {
