@@ -5,13 +5,6 @@ BIN     := bin/maddr
 # Debian's libtorch-dev puts the C++ API headers here; another libtorch is
 # linked through CGO_CXXFLAGS/CGO_LDFLAGS (see README).
 TORCH_HEADER ?= /usr/include/torch/csrc/api/include/torch/version.h
-# libtorch's idle OpenMP threads sleep instead of spinning and glibc keeps
-# freed heap memory (bit-identical results, several times faster on 2 cores:
-# see cmd/maddr/openmp.go). The maddr binary sets them for itself; this
-# covers the test binaries and the PyTorch reference the bench starts.
-export OMP_WAIT_POLICY ?= passive
-export MALLOC_TOP_PAD_ ?= 268435456
-export MALLOC_TRIM_THRESHOLD_ ?= 1073741824
 # The build's version, linked into package version (model files and results
 # record it); without git, package version falls back on Go's build info.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)

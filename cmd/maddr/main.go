@@ -38,7 +38,6 @@ func register(name, summary string, run func(args []string, stdout, stderr io.Wr
 var errUsage = errors.New("usage")
 
 func main() {
-	reexecWithRuntimeEnvironment()
 	os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
 }
 
