@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -216,7 +217,7 @@ func ReadCurve(path string) (*Curve, error) {
 		return nil, err
 	}
 	defer f.Close()
-	byName := map[string]*report.LossSeries{}
+	losses := seriesByName{}
 	c := &Curve{}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<16), 1<<24)
@@ -228,13 +229,7 @@ func ReadCurve(path string) (*Curve, error) {
 			return nil, fmt.Errorf("%s line %d: %w", path, line, err)
 		}
 		for k, v := range e.Losses {
-			s := byName[k]
-			if s == nil {
-				s = &report.LossSeries{Name: k}
-				byName[k] = s
-			}
-			s.Iter = append(s.Iter, float64(e.Iter))
-			s.Value = append(s.Value, v)
+			losses.add(k, e.Iter, v)
 		}
 		if e.Validation != nil {
 			c.Validation = append(c.Validation, *e.Validation)
@@ -243,41 +238,46 @@ func ReadCurve(path string) (*Curve, error) {
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	names := make([]string, 0, len(byName))
-	for k := range byName {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		c.Losses = append(c.Losses, *byName[n])
-	}
+	losses.each(func(name string, iter, value []float64) {
+		c.Losses = append(c.Losses, report.LossSeries{Name: name, Iter: iter, Value: value})
+	})
 	return c, nil
 }
 
 // AUCSeries turns the validation points into one series per group.
 func (c *Curve) AUCSeries() []report.AUCSeries {
-	byName := map[string]*report.AUCSeries{}
+	groups := seriesByName{}
 	for _, p := range c.Validation {
 		for g, auc := range p.AUC {
-			s := byName[g]
-			if s == nil {
-				s = &report.AUCSeries{Name: g}
-				byName[g] = s
-			}
-			s.Iter = append(s.Iter, float64(p.Iter))
-			s.Value = append(s.Value, auc)
+			groups.add(g, p.Iter, auc)
 		}
 	}
-	names := make([]string, 0, len(byName))
-	for g := range byName {
-		names = append(names, g)
-	}
-	sort.Strings(names)
-	out := make([]report.AUCSeries, 0, len(names))
-	for _, g := range names {
-		out = append(out, *byName[g])
-	}
+	out := make([]report.AUCSeries, 0, len(groups))
+	groups.each(func(name string, iter, value []float64) {
+		out = append(out, report.AUCSeries{Name: name, Iter: iter, Value: value})
+	})
 	return out
+}
+
+// seriesByName gathers (iteration, value) points per name, in the order they
+// come, for the loss and AUC curves.
+type seriesByName map[string]*struct{ iter, value []float64 }
+
+func (s seriesByName) add(name string, iter int, v float64) {
+	p := s[name]
+	if p == nil {
+		p = &struct{ iter, value []float64 }{}
+		s[name] = p
+	}
+	p.iter = append(p.iter, float64(iter))
+	p.value = append(p.value, v)
+}
+
+// each calls f for every name in sorted order.
+func (s seriesByName) each(f func(name string, iter, value []float64)) {
+	for _, name := range slices.Sorted(maps.Keys(s)) {
+		f(name, s[name].iter, s[name].value)
+	}
 }
 
 // PNG draws the learning curve.
