@@ -32,12 +32,7 @@ func TestInitialIsWhereRunStarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Framework.Base.Store().Free()
-	var val []dataset.Sample
-	for _, s := range samples {
-		if s.Split == dataset.Val {
-			val = append(val, s)
-		}
-	}
+	val := dataset.Filter(samples, dataset.Val)
 	scores, err := evaluate.ScoreSamples(ctx, m, val, 32, false)
 	if err != nil {
 		t.Fatal(err)

@@ -107,12 +107,7 @@ func TestLearningCurve(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Framework.Base.Store().Free()
-	var val []dataset.Sample
-	for _, s := range samples {
-		if s.Split == dataset.Val {
-			val = append(val, s)
-		}
-	}
+	val := dataset.Filter(samples, dataset.Val)
 	scores, err := evaluate.ScoreSamples(context.Background(), m, val, 32, false)
 	if err != nil {
 		t.Fatal(err)

@@ -140,12 +140,7 @@ func run(data, names, seedList string, iterations, batch, size, threads int, out
 	if err != nil {
 		return err
 	}
-	var val []dataset.Sample
-	for _, s := range all {
-		if s.Split == dataset.Val {
-			val = append(val, s)
-		}
-	}
+	val := dataset.Filter(all, dataset.Val)
 	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
 	for _, seed := range seeds {
 		for _, v := range chosen {
