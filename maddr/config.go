@@ -130,7 +130,8 @@ func (c Config) Validate(latentDim int) error {
 	if c.ModalityDims < 0 || c.OrganDims < 0 {
 		return fmt.Errorf("maddr: negative slice size")
 	}
-	if c.Disentangle && c.ModalityDims+c.OrganDims >= latentDim {
+	// The slices matter only to an active term: with every term off (--baseline-only) any latent width is fine.
+	if c.Disentangle && (c.Organ || c.Modality || c.Center) && c.ModalityDims+c.OrganDims >= latentDim {
 		return fmt.Errorf("maddr: z_m (%d) + z_o (%d) leave nothing of the %d-dim latent for z_c", c.ModalityDims, c.OrganDims, latentDim)
 	}
 	if c.Disentangle && ((c.Modality && c.ModalityDims == 0) || (c.Organ && c.OrganDims == 0)) {

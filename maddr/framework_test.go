@@ -274,6 +274,11 @@ func TestValidate(t *testing.T) {
 	if err := c.Validate(20); err == nil {
 		t.Fatal("10+10 dims leave no z_c in a 20-dim latent")
 	}
+	off := c
+	off.Organ, off.Modality, off.Center = false, false, false
+	if err := off.Validate(16); err != nil {
+		t.Fatalf("with every term off (baseline only) a 16-dim latent is refused: %v", err)
+	}
 	c.Mixup.Mode = "sometimes"
 	if err := c.Validate(128); err == nil {
 		t.Fatal("bad mixup mode accepted")
