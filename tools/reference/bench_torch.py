@@ -5,8 +5,10 @@ The networks are the independent PyTorch implementations written for the parity
 fixtures, imported, not copied: DPA and the relative perceptual loss from
 dpa_parity.py (here with a full-width VGG19 to r42 with random weights, as the Go
 side runs with --vgg-random-init), the MADDR losses from maddr_losses.py, the
-MADDR step as in maddr_dpa_parity.py, and GANomaly (the original DCGAN variant at
-64x64, ngf = ndf = 64, nz 100) from ganomaly_parity.py. Same optimiser (Adam),
+MADDR step as in maddr_dpa_parity.py, GANomaly (the original DCGAN variant at
+64x64, ngf = ndf = 64, nz 100) from ganomaly_parity.py, AE, MemAE and f-AnoGAN
+from ae_parity.py, memae_parity.py and fanogan_parity.py, and every baseline
+wrapped by MADDR (maddr_wrap: MADDR's terms join the loss that trains z). Same optimiser (Adam),
 same batch, same thread count as the Go side; images are uniform in [-1, 1],
 drawn from a pool in shuffled epochs, as the Go side draws them.
 
@@ -30,7 +32,7 @@ import dpa_parity as dpa  # noqa: E402
 import fanogan_parity as fag  # noqa: E402
 import ganomaly_parity as gan  # noqa: E402
 import memae_parity as mem  # noqa: E402
-from maddr_losses import focal, center_eq4  # noqa: E402
+from maddr_losses import focal  # noqa: E402
 
 ALPHA = [0.25, 0.75]
 GROUP_ORGAN = [0, 1, 1]     # liver CT, lung CT, lung X-ray
@@ -154,28 +156,56 @@ def maddr_terms(z, idx, lam, perm, heads):
         return lam * focal(logits, y, ALPHA, 2.0) + (1 - lam) * focal(logits, y[perm], ALPHA, 2.0)
     fm = mixed_focal(heads["modality_head"], zf[:, 0:10], ym).float()
     fo = mixed_focal(heads["organ_head"], zf[:, 10:20], yo).float()
-    return fm, fo, center_eq4(zf[:, 20:]).float()
+    return fm, fo, center_batch_mean(zf[:, 20:])
 
 
-def maddr_train(net, extra_params, a):
-    """Wraps a baseline's training loss in MADDR with mixup on every step (as the
-    Go side's maddr-* cases): net_loss(net, xm) returns (total, z, terms to read)."""
-    heads = nn.ModuleDict({"modality_head": nn.Linear(10, 2), "organ_head": nn.Linear(10, 2)})
-    opt = torch.optim.Adam(list(extra_params) + list(heads.parameters()), lr=1e-3)
+def center_batch_mean(zc):
+    """Eq. 4's center loss as an expert writes it (and as the Go side computes
+    it): z_i minus the mean of the other B-1 samples is B/(B-1) (z_i - batch
+    mean). maddr_losses.center_eq4 is the literal form with a Python loop over
+    the batch (the golden values); both agree to float32 rounding."""
+    b = zc.shape[0]
+    return (zc - zc.mean(0, keepdim=True)).square().sum(1).mean() * (b / (b - 1)) ** 2
+
+
+def maddr_heads():
+    return nn.ModuleDict({"modality_head": nn.Linear(10, 2), "organ_head": nn.Linear(10, 2)})
+
+
+def maddr_wrap(base_step, heads):
+    """MADDR around a baseline's own update, with mixup on every step (as the Go
+    side's maddr-* cases): base_step(xm, hook) trains the baseline on the mixed
+    batch xm, adds hook(z) to the loss that trains its latent z (as the Go
+    baselines call MADDR's latent hook), and returns the tensors it reads."""
     beta = torch.distributions.Beta(1.0, 1.0)
 
     def step(x, idx):
         lam = float(beta.sample())
         perm = torch.randperm(x.shape[0])
         xm = lam * x + (1 - lam) * x[perm]
+
+        def hook(z):
+            fm, fo, c = maddr_terms(z, idx, lam, perm, heads)
+            return fm + fo + c, [fm, fo, c]
+        [t.item() for t in base_step(xm, hook)]
+    return step
+
+
+def maddr_train(net, extra_params, a):
+    """MADDR around a baseline trained by one Adam: net(xm) returns (total, z,
+    terms to read); the heads join that Adam, as on the Go side."""
+    heads = maddr_heads()
+    opt = torch.optim.Adam(list(extra_params) + list(heads.parameters()), lr=1e-3)
+
+    def base_step(xm, hook):
         base_total, z, read = net(xm)
-        fm, fo, c = maddr_terms(z, idx, lam, perm, heads)
-        total = base_total + fo + fm + c
-        [t.item() for t in read + [fm, fo, c, total]]
+        extra, terms = hook(z)
+        total = base_total + extra
         zero_grad(opt)
         total.backward()
         opt.step()
-    return step
+        return read + terms + [total]
+    return maddr_wrap(base_step, heads)
 
 
 def maddr_dpa_train(a):
@@ -216,34 +246,60 @@ def maddr_memae_train(a):
     return maddr_train(loss, net.parameters(), a)
 
 
-def ganomaly_train(a):
+def ganomaly_setup(a, extra_g_params=()):
+    """The original DCGAN GANomaly at 64x64 (ngf = ndf = 64, nz 100) and its two
+    Adams; extra_g_params (MADDR's heads) join G's, as on the Go side."""
     net = gan.original(a.size, 64, 100)
     net.train()
-    opt_g = torch.optim.Adam(net.g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(list(net.g.parameters()) + list(extra_g_params), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(net.d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    return net, opt_g, opt_d
+
+
+def ganomaly_update(net, opt_g, opt_d, x, hook=None):
+    """ganomaly_parity.one_iteration without its recording: G then D on x.
+    hook(z) (MADDR's terms on E1's latent) joins G's loss when given.
+    Returns the tensors the Go side reads to log them."""
     bce = torch.nn.functional.binary_cross_entropy
+    zero_grad(opt_g)
+    z, x_hat, z_hat = net.g(x)
+    pred_real, feat_real = net.d(x)
+    _, feat_fake = net.d(x_hat)
+    adv = ((feat_real.detach() - feat_fake) ** 2).mean()
+    rec = (x_hat - x).abs().mean()
+    enc = ((z - z_hat) ** 2).mean()
+    g_loss = adv + 50 * rec + enc
+    read = [adv, rec, enc]
+    if hook is not None:
+        extra, terms = hook(z)
+        g_loss = g_loss + extra
+        read += terms
+    g_loss.backward()
+    opt_g.step()
+    zero_grad(opt_d)
+    pred_fake, _ = net.d(x_hat.detach())
+    d_real = bce(pred_real, torch.ones_like(pred_real))
+    d_fake = bce(pred_fake, torch.zeros_like(pred_fake))
+    d_loss = 0.5 * (d_real + d_fake)
+    d_loss.backward()
+    opt_d.step()
+    return read + [g_loss, d_real, d_fake, d_loss]
+
+
+def ganomaly_train(a):
+    net, opt_g, opt_d = ganomaly_setup(a)
 
     def step(x, idx):
-        # ganomaly_parity.one_iteration without its recording
-        zero_grad(opt_g)
-        z, x_hat, z_hat = net.g(x)
-        pred_real, feat_real = net.d(x)
-        _, feat_fake = net.d(x_hat)
-        adv = ((feat_real.detach() - feat_fake) ** 2).mean()
-        rec = (x_hat - x).abs().mean()
-        enc = ((z - z_hat) ** 2).mean()
-        g_loss = adv + 50 * rec + enc
-        g_loss.backward()
-        opt_g.step()
-        zero_grad(opt_d)
-        pred_fake, _ = net.d(x_hat.detach())
-        d_real = bce(pred_real, torch.ones_like(pred_real))
-        d_fake = bce(pred_fake, torch.zeros_like(pred_fake))
-        d_loss = 0.5 * (d_real + d_fake)
-        d_loss.backward()
-        opt_d.step()
-        [t.item() for t in (adv, rec, enc, g_loss, d_real, d_fake, d_loss)]
+        [t.item() for t in ganomaly_update(net, opt_g, opt_d, x)]
     return step
+
+
+def maddr_ganomaly_train(a):
+    """MADDR+GANomaly: GANomaly's G and D steps on the mixed batch, MADDR's terms
+    on z = E1(x) in G's loss, the heads trained by G's Adam (as the Go side)."""
+    heads = maddr_heads()
+    net, opt_g, opt_d = ganomaly_setup(a, heads.parameters())
+    return maddr_wrap(lambda xm, hook: ganomaly_update(net, opt_g, opt_d, xm, hook), heads)
 
 
 def dpa_score(a):
@@ -332,15 +388,18 @@ def fanogan_nets(a):
     return fag.Generator(), fag.Critic(), fag.Encoder()
 
 
-def fanogan_train(a):
+class FAnoGANStage1:
     """Stage 1 (WGAN-GP): a critic step every call, a generator step every 5th, as the Go side."""
-    gen_net, critic, _ = fanogan_nets(a)
-    gen_net.train()
-    opt_d = torch.optim.Adam(critic.parameters(), lr=1e-4, betas=(0.0, 0.9))
-    opt_g = torch.optim.Adam(gen_net.parameters(), lr=1e-4, betas=(0.0, 0.9))
-    calls = [0]
 
-    def step(x, idx):
+    def __init__(self, gen_net, critic):
+        self.gen_net, self.critic = gen_net, critic
+        self.opt_d = torch.optim.Adam(critic.parameters(), lr=1e-4, betas=(0.0, 0.9))
+        self.opt_g = torch.optim.Adam(gen_net.parameters(), lr=1e-4, betas=(0.0, 0.9))
+        self.calls = 0
+        gen_net.train()
+
+    def __call__(self, x, idx):
+        gen_net, critic = self.gen_net, self.critic
         b = x.shape[0]
         with torch.no_grad():
             fake = gen_net(torch.randn(b, fag.LATENT))
@@ -352,17 +411,60 @@ def fanogan_train(a):
         grad, = torch.autograd.grad(d_hat, x_hat, grad_outputs=torch.ones_like(d_hat), create_graph=True)
         gp = ((grad.reshape(b, -1).norm(2, dim=1) - 1) ** 2).mean()
         d_loss = d_fake.mean() - d_real.mean() + fag.GP_WEIGHT * gp
-        zero_grad(opt_d)
+        zero_grad(self.opt_d)
         d_loss.backward()
-        opt_d.step()
+        self.opt_d.step()
         d_loss.item()
-        calls[0] += 1
-        if calls[0] % 5 == 0:
-            zero_grad(opt_g)
+        self.calls += 1
+        if self.calls % 5 == 0:
+            zero_grad(self.opt_g)
             g_loss = -critic(gen_net(torch.randn(b, fag.LATENT)))[0].mean()
             g_loss.backward()
-            opt_g.step()
+            self.opt_g.step()
             g_loss.item()
+
+
+def fanogan_train(a):
+    gen_net, critic, _ = fanogan_nets(a)
+    return FAnoGANStage1(gen_net, critic)
+
+
+def maddr_fanogan_train(a):
+    """MADDR+f-AnoGAN, as the Go side's maddr-fanogan-train: one WGAN-GP step
+    (the first warm-up step; MADDR has no latent in stage 1, so it is not mixed),
+    then izif encoder steps (fanogan_parity.maddr_step) on mixed batches: the
+    GAN frozen, the generator in inference mode, MADDR's terms on z = E(x), the
+    encoder and the heads trained by one RMSprop."""
+    gen_net, critic, encoder = fanogan_nets(a)
+    stage1 = FAnoGANStage1(gen_net, critic)
+    heads = maddr_heads()
+    opt_e = torch.optim.RMSprop(list(encoder.parameters()) + list(heads.parameters()), lr=5e-5)
+
+    def encoder_step(xm, hook):
+        zero_grad(opt_e)
+        z = encoder(xm)
+        rec = gen_net(z)
+        _, f_rec = critic(rec)
+        _, f_x = critic(xm)
+        izif_img = ((xm - rec) ** 2).mean()
+        izif_feat = ((f_x - f_rec) ** 2).mean()
+        extra, terms = hook(z)
+        (izif_img + fag.KAPPA * izif_feat + extra).backward()
+        opt_e.step()
+        return terms + [izif_img, izif_feat]
+    stage2 = maddr_wrap(encoder_step, heads)
+
+    def step(x, idx):
+        if stage1.calls < 1:
+            stage1(x, idx)
+            # Entering stage 2 freezes the GAN (its gradients are dropped).
+            gen_net.eval()
+            encoder.train()
+            for p in list(gen_net.parameters()) + list(critic.parameters()):
+                p.grad = None
+                p.requires_grad_(False)
+            return
+        stage2(x, idx)
     return step
 
 
@@ -387,6 +489,7 @@ CASES = {"dpa-train": dpa_train, "dpa-train-nocache": dpa_train, "maddr-dpa-trai
          "dpa-score": dpa_score, "dpa-score-bf16": dpa_score, "ganomaly-score": ganomaly_score,
          "ae-train": ae_train, "ae-score": ae_score, "memae-train": memae_train, "memae-score": memae_score,
          "maddr-ae-train": maddr_ae_train, "maddr-memae-train": maddr_memae_train,
+         "maddr-ganomaly-train": maddr_ganomaly_train, "maddr-fanogan-train": maddr_fanogan_train,
          "fanogan-train": fanogan_train, "fanogan-score": fanogan_score}
 
 
