@@ -43,7 +43,7 @@ const (
 	demoDefaultDifficulty = 0.0
 	demoDefaultSize       = 32
 	demoDefaultSeeds      = "1,2,3"
-	demoDefaultWindows    = "liver=60:160,lung=-600:800"
+	demoDefaultWindows    = "liver=60:160,lung=-800:400"
 )
 
 // demoIterations is each baseline's default schedule in the demo: 3 seeds x (3 single-group baselines + one
