@@ -68,8 +68,14 @@ func run(referencePath, otherPath string, w io.Writer) error {
 		}
 	}
 	groups := map[string]*groupAgreement{}
+	unreadable := 0
 	for _, r := range refResults {
 		if r.Level != score.LevelImage {
+			continue
+		}
+		if r.Decision == score.Failed {
+			// An image the reference could not read has no group to count under.
+			unreadable++
 			continue
 		}
 		for _, name := range []string{r.Group, "all"} {
@@ -102,6 +108,9 @@ func run(referencePath, otherPath string, w io.Writer) error {
 			notes = append(notes, fmt.Sprintf("%s: %d image(s) missing from %s, %d without a score on one side (left out)",
 				name, g.missingInOther, otherPath, g.scorelessEitherSide))
 		}
+	}
+	if unreadable > 0 {
+		notes = append(notes, fmt.Sprintf("%d image(s) of %s could not be read (left out)", unreadable, referencePath))
 	}
 	for _, n := range notes {
 		fmt.Fprintln(w, "\n"+n)
