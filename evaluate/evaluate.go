@@ -93,12 +93,15 @@ func ScoreLoader(ctx context.Context, model ImageScorer, ld *loader.Loader) ([]f
 
 // Report is the evaluation of one model.
 type Report struct {
-	Model   string                    `json:"model"`
-	Path    string                    `json:"path"`
-	Notes   []string                  `json:"notes,omitempty"`
-	F1Note  string                    `json:"f1_note"`
-	Results metrics.GroupedReport     `json:"results"`
-	Counts  map[string]map[string]int `json:"counts"`
+	Model string `json:"model"`
+	Path  string `json:"path"`
+	// Precision is the arithmetic the scores came from, "fp32" or "bf16"
+	// (eval --precision); thresholds are only exact for the same one.
+	Precision string                    `json:"precision"`
+	Notes     []string                  `json:"notes,omitempty"`
+	F1Note    string                    `json:"f1_note"`
+	Results   metrics.GroupedReport     `json:"results"`
+	Counts    map[string]map[string]int `json:"counts"`
 
 	// normalVal holds each group's normal validation scores for Thresholds.
 	normalVal map[string][]float64
@@ -154,7 +157,7 @@ func FromScores(m *modelfile.Model, val, test []dataset.Sample, valScores, testS
 			normalVal[s.Group] = append(normalVal[s.Group], vs[i])
 		}
 	}
-	return &Report{Model: m.Manifest.Model, Path: m.Path, Notes: m.Manifest.Notes, F1Note: F1Explanation, Results: res, Counts: counts, normalVal: normalVal}, nil
+	return &Report{Model: m.Manifest.Model, Path: m.Path, Precision: modelfile.PrecisionName(m.Precision), Notes: m.Manifest.Notes, F1Note: F1Explanation, Results: res, Counts: counts, normalVal: normalVal}, nil
 }
 
 // splitCounts is the data set's own tally (dataset.Counts) keyed as the
@@ -231,7 +234,7 @@ func pct(p *float64) string {
 // WriteMarkdown writes the per-group table.
 func (r *Report) WriteMarkdown(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Evaluation of %s (%s)\n\n", r.Model, r.Path)
+	fmt.Fprintf(&b, "# Evaluation of %s (%s), scored in %s\n\n", r.Model, r.Path, r.Precision)
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "> **Note:** %s\n\n", n)
 	}

@@ -27,6 +27,16 @@ type PrecisionGroup struct {
 	AUCBF16 *float64 `json:"auc_bf16,omitempty"`
 	// DiffPoints is (AUC bf16 - AUC fp32) x 100; nil without AUC.
 	DiffPoints *float64 `json:"diff_points,omitempty"`
+	// RankCorrelation is Spearman's correlation between the fp32 and the
+	// bf16 test scores (1: bf16 orders the images exactly as fp32 does); it
+	// is measured without labels, so it also speaks for groups without AUC.
+	// Nil with fewer than two scores or when one side is constant.
+	RankCorrelation *float64 `json:"rank_correlation,omitempty"`
+	// DecisionFlips counts the test images whose decision at the fp32
+	// threshold (chosen on validation in fp32) changes when the image is
+	// scored in bf16: what switching a model evaluated in fp32 to bf16
+	// without re-running eval does to its decisions.
+	DecisionFlips int `json:"decision_flips"`
 }
 
 // PrecisionComparison is what CompareShow prints and writes.
@@ -81,22 +91,45 @@ func ComparePrecision(ctx context.Context, m *modelfile.Model, samples []dataset
 			c.MaxScoreRelDiff = d
 		}
 	}
-	compare := func(name string, a, b metrics.Report) PrecisionGroup {
+	testFP32, testBF16 := scores[0][len(val):], scores[1][len(val):]
+	// compare fills a row from the group's test reports and from its test
+	// images' scores; inGroup picks those images, threshold judges them.
+	compare := func(name string, a, b metrics.Report, inGroup func(dataset.Sample) bool, threshold func(dataset.Sample) float64) PrecisionGroup {
 		g := PrecisionGroup{Group: name, Samples: a.Samples, AUCFP32: a.AUC, AUCBF16: b.AUC}
 		if a.AUC != nil && b.AUC != nil {
 			d := (*b.AUC - *a.AUC) * 100
 			g.DiffPoints = &d
 		}
+		var x, y []float64
+		for i, s := range test {
+			if !inGroup(s) || math.IsNaN(testFP32[i]) || math.IsNaN(testBF16[i]) {
+				continue
+			}
+			x, y = append(x, testFP32[i]), append(y, testBF16[i])
+			if t := threshold(s); (testFP32[i] >= t) != (testBF16[i] >= t) {
+				g.DecisionFlips++
+			}
+		}
+		if r, ok := metrics.RankCorrelation(x, y); ok {
+			g.RankCorrelation = &r
+		}
 		return g
 	}
+	thresholds := map[string]float64{}
+	for _, g := range reports[0].Results.Groups {
+		thresholds[g.Group] = g.Threshold.Value
+	}
+	groupThreshold := func(s dataset.Sample) float64 { return thresholds[s.Group] }
 	for i, g := range reports[0].Results.Groups {
-		pg := compare(g.Group, g.Test, reports[1].Results.Groups[i].Test)
+		name := g.Group
+		pg := compare(name, g.Test, reports[1].Results.Groups[i].Test, func(s dataset.Sample) bool { return s.Group == name }, groupThreshold)
 		if pg.DiffPoints != nil && math.Abs(*pg.DiffPoints) > MaxPrecisionAUCLoss {
 			c.WithinLimit = false
 		}
 		c.Groups = append(c.Groups, pg)
 	}
-	c.Overall = compare("all", reports[0].Results.Overall, reports[1].Results.Overall)
+	hasThreshold := func(s dataset.Sample) bool { _, ok := thresholds[s.Group]; return ok }
+	c.Overall = compare("all", reports[0].Results.Overall, reports[1].Results.Overall, hasThreshold, groupThreshold)
 	return c, nil
 }
 
@@ -121,9 +154,17 @@ func (c *PrecisionComparison) WriteMarkdown(w io.Writer) error {
 		}
 		return fmt.Sprintf("%+.2f", *p)
 	}
-	fmt.Fprintf(w, "| group | test images | AUC fp32 | AUC bf16 | difference (points) |\n|---|---|---|---|---|\n")
+	corr := func(p *float64) string {
+		if p == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.5f", *p)
+	}
+	fmt.Fprintf(w, "| group | test images | AUC fp32 | AUC bf16 | difference (points) | rank correlation | decision flips at the fp32 threshold |\n"+
+		"|---|---|---|---|---|---|---|\n")
 	for _, g := range append(append([]PrecisionGroup{}, c.Groups...), c.Overall) {
-		fmt.Fprintf(w, "| %s | %d | %s | %s | %s |\n", g.Group, g.Samples, auc(g.AUCFP32), auc(g.AUCBF16), diff(g.DiffPoints))
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %d |\n", g.Group, g.Samples, auc(g.AUCFP32), auc(g.AUCBF16), diff(g.DiffPoints),
+			corr(g.RankCorrelation), g.DecisionFlips)
 	}
 	verdict := "within"
 	if !c.WithinLimit {

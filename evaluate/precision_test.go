@@ -62,8 +62,15 @@ func TestComparePrecisionScoresBothWays(t *testing.T) {
 			t.Errorf("group %s: difference %v points from AUCs %v and %v", g.Group, *g.DiffPoints, *g.AUCFP32, *g.AUCBF16)
 		}
 	}
+	// Rounding may swap images with nearly equal scores, not reorder the set.
+	if r := c.Overall.RankCorrelation; r == nil || *r < 0.9 || *r > 1 {
+		t.Errorf("overall rank correlation %v, want in [0.9, 1]", r)
+	}
+	if c.Overall.DecisionFlips > c.Overall.Samples {
+		t.Errorf("%d decision flips among %d test images", c.Overall.DecisionFlips, c.Overall.Samples)
+	}
 	var md strings.Builder
-	if err := c.WriteMarkdown(&md); err != nil || !strings.Contains(md.String(), "AUC bf16") {
+	if err := c.WriteMarkdown(&md); err != nil || !strings.Contains(md.String(), "AUC bf16") || !strings.Contains(md.String(), "rank correlation") {
 		t.Errorf("markdown %q, %v", md.String(), err)
 	}
 	if _, err := modelfile.ParsePrecision("fp8"); err == nil {

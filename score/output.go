@@ -38,6 +38,11 @@ type Settings struct {
 	Options
 	Group string `json:"group,omitempty"`
 	HU    bool   `json:"hu,omitempty"`
+	// Precision is the arithmetic the scores came from ("fp32" or "bf16",
+	// see modelfile.ParsePrecision): bf16 rounds them, so shards of one job
+	// must share it and a reader must be able to tell. Empty in outputs
+	// written before it was recorded (they were all fp32).
+	Precision string `json:"precision,omitempty"`
 }
 
 // csvMarker starts the comment line holding the header in CSV output.

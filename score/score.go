@@ -186,6 +186,10 @@ func New(m *modelfile.Model, o Options) (*Scorer, error) {
 // Model returns the scorer's model.
 func (s *Scorer) Model() *modelfile.Model { return s.model }
 
+// Precision is the --precision name ("fp32" or "bf16") of the arithmetic
+// the scores come from; outputs carry it because bf16 rounds them.
+func (s *Scorer) Precision() string { return modelfile.PrecisionName(s.model.Precision) }
+
 // Options returns the scoring rules in force.
 func (s *Scorer) Options() Options { return s.opts }
 

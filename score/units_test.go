@@ -131,7 +131,7 @@ func TestOutputRoundTrip(t *testing.T) {
 		{Level: score.LevelVolume, Path: "v.nii", Volume: "v.nii", Slice: 3, Decision: score.Failed, Slices: 5, AbnormalSlices: 2, OutOfScope: 1},
 	}
 	h := score.Header{Format: score.OutputFormat, Model: "m", ModelSHA256: "abc", Shard: &score.Shard{Index: 1, Count: 2},
-		Settings: score.Settings{Options: score.DefaultOptions(), Group: "g"}}
+		Settings: score.Settings{Options: score.DefaultOptions(), Group: "g", Precision: "bf16"}}
 	for _, format := range []string{"csv", "json"} {
 		var b bytes.Buffer
 		w, err := score.NewWriter(&b, format, h)
@@ -265,5 +265,30 @@ func TestFormat1ShardsCountedFromZero(t *testing.T) {
 	}
 	if h.Shard == nil || *h.Shard != (score.Shard{Index: 1, Count: 3}) {
 		t.Errorf("format 1 shard 0/3 read as %v, want 1/3", h.Shard)
+	}
+}
+
+// TestMergeRefusesMixedPrecision: bf16 rounds the scores, so shards scored
+// in fp32 and in bf16 are not one job's outputs.
+func TestMergeRefusesMixedPrecision(t *testing.T) {
+	dir := t.TempDir()
+	var paths []string
+	for i, precision := range []string{"fp32", "bf16"} {
+		h := score.Header{Format: score.OutputFormat, Model: "m", ModelSHA256: "abc", Shard: &score.Shard{Index: i + 1, Count: 2},
+			Settings: score.Settings{Options: score.DefaultOptions(), Precision: precision}}
+		var b bytes.Buffer
+		w, err := score.NewWriter(&b, "csv", h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		p := filepath.Join(dir, precision+".csv")
+		if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	if _, _, err := score.Merge(paths, score.MergeOptions{}); err == nil || !strings.Contains(err.Error(), "other settings") {
+		t.Errorf("merging fp32 and bf16 shards: %v, want a refusal naming the settings", err)
 	}
 }

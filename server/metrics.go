@@ -55,7 +55,7 @@ func (m *metrics) scored(decisions []string, took time.Duration) {
 // gauges are read at scrape time.
 type gauges struct {
 	queueDepth, queueCapacity, busy, workers int
-	model, sha                               string
+	model, sha, precision                    string
 }
 
 func (m *metrics) write(w io.Writer, g gauges) error {
@@ -63,8 +63,8 @@ func (m *metrics) write(w io.Writer, g gauges) error {
 	defer m.mu.Unlock()
 	var b []byte
 	p := func(format string, a ...any) { b = fmt.Appendf(b, format, a...) }
-	p("# HELP maddr_model_info The model this server scores with.\n# TYPE maddr_model_info gauge\n")
-	p("maddr_model_info{model=%q,sha256=%q} 1\n", g.model, g.sha)
+	p("# HELP maddr_model_info The model this server scores with, and the precision of its scoring.\n# TYPE maddr_model_info gauge\n")
+	p("maddr_model_info{model=%q,sha256=%q,precision=%q} 1\n", g.model, g.sha, g.precision)
 	p("# HELP maddr_http_requests_total HTTP requests by path and status code.\n# TYPE maddr_http_requests_total counter\n")
 	keys := make([][2]string, 0, len(m.requests))
 	for k := range m.requests {

@@ -299,21 +299,23 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "model": s.sc.Model().Manifest.Model, "model_sha256": s.info.ModelSHA256,
-		"queue_depth": len(s.queue), "queue_capacity": cap(s.queue), "workers": s.cfg.Workers})
+		"precision": s.sc.Precision(), "queue_depth": len(s.queue), "queue_capacity": cap(s.queue), "workers": s.cfg.Workers})
 }
 
 func (s *Server) metricsPage(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	s.metrics.write(w, gauges{queueDepth: len(s.queue), queueCapacity: cap(s.queue), busy: int(s.busy.Load()),
-		workers: s.cfg.Workers, model: s.sc.Model().Manifest.Model, sha: s.info.ModelSHA256})
+		workers: s.cfg.Workers, model: s.sc.Model().Manifest.Model, sha: s.info.ModelSHA256, precision: s.sc.Precision()})
 }
 
 // ModelInfo is the answer of GET /api/model, which the page uses.
 type ModelInfo struct {
-	Model      string                       `json:"model"`
-	Path       string                       `json:"path"`
-	SHA256     string                       `json:"model_sha256"`
-	Version    string                       `json:"version"`
+	Model   string `json:"model"`
+	Path    string `json:"path"`
+	SHA256  string `json:"model_sha256"`
+	Version string `json:"version"`
+	// Precision is the arithmetic of scoring, "fp32" or "bf16" (serve --precision).
+	Precision  string                       `json:"precision"`
 	Groups     []string                     `json:"groups"`
 	CanRoute   bool                         `json:"can_route"`
 	Organs     []string                     `json:"organs"`
@@ -340,7 +342,7 @@ func (s *Server) modelInfo(w http.ResponseWriter, r *http.Request) {
 	}
 	cls := s.sc.Classes()
 	writeJSON(w, http.StatusOK, ModelInfo{
-		Model: man.Model, Path: s.info.ModelPath, SHA256: s.info.ModelSHA256, Version: s.info.Version,
+		Model: man.Model, Path: s.info.ModelPath, SHA256: s.info.ModelSHA256, Version: s.info.Version, Precision: s.sc.Precision(),
 		Groups: s.sc.Groups(), CanRoute: s.sc.CanRoute(), Organs: cls.Organs, Modalities: cls.Modalities,
 		Thresholds: th, Options: s.sc.Options(), Notes: man.Notes, GroupPairs: pairs,
 		Limits:     map[string]int64{"max_body_bytes": s.cfg.MaxBodyBytes, "max_pixels": s.cfg.MaxPixels, "max_slices": int64(s.cfg.MaxSlices)},
@@ -358,8 +360,10 @@ var uploadTypes = map[string]bool{
 
 // ScoreAnswer is the answer of POST /api/score.
 type ScoreAnswer struct {
-	Model     string        `json:"model"`
-	SHA256    string        `json:"model_sha256"`
+	Model  string `json:"model"`
+	SHA256 string `json:"model_sha256"`
+	// Precision is the arithmetic the scores came from, "fp32" or "bf16".
+	Precision string        `json:"precision"`
 	Name      string        `json:"name"`
 	Results   []ScoredImage `json:"results"`
 	Summary   *score.Result `json:"summary,omitempty"`
@@ -532,7 +536,7 @@ func (s *Server) handle(j *job) (int, any) {
 		}
 		return http.StatusInternalServerError, errorBody{Error: err.Error(), Status: http.StatusInternalServerError}
 	}
-	ans := &ScoreAnswer{Model: s.sc.Model().Manifest.Model, SHA256: s.info.ModelSHA256, Name: j.name}
+	ans := &ScoreAnswer{Model: s.sc.Model().Manifest.Model, SHA256: s.info.ModelSHA256, Precision: s.sc.Precision(), Name: j.name}
 	var withPictures map[int]bool
 	if len(results) > 1 {
 		sum := score.Summarise(j.name, results)

@@ -106,6 +106,9 @@ func TestScoreAPI(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("status %d: %v", code, ans)
 	}
+	if ans["precision"] != "fp32" {
+		t.Errorf("answer's precision %v, want fp32 (the scorer's)", ans["precision"])
+	}
 	res := ans["results"].([]any)[0].(map[string]any)
 	// The API gives what the library gives for the same bytes.
 	imgs, err := medimg.Decode(xray, "cxr.png", medimg.Options{})
@@ -164,7 +167,7 @@ func TestScoreAPI(t *testing.T) {
 	var info ModelInfo
 	json.NewDecoder(resp.Body).Decode(&info)
 	resp.Body.Close()
-	if info.Model != "ae" || len(info.Groups) != 3 || !info.CanRoute || len(info.Thresholds) != 3 {
+	if info.Model != "ae" || len(info.Groups) != 3 || !info.CanRoute || len(info.Thresholds) != 3 || info.Precision != "fp32" {
 		t.Errorf("model info %+v", info)
 	}
 	resp, err = http.Get(ts.URL + "/")
@@ -313,7 +316,7 @@ func TestQueueTimeoutAndMetrics(t *testing.T) {
 		`maddr_score_duration_seconds_bucket{le="+Inf"} 2`,
 		`maddr_images_scored_total 2`,
 		`maddr_queue_capacity 1`,
-		`maddr_model_info{model="ae",sha256="abc"} 1`,
+		`maddr_model_info{model="ae",sha256="abc",precision="fp32"} 1`,
 	} {
 		if !strings.Contains(string(text), want) {
 			t.Errorf("/metrics lacks %s:\n%s", want, text)
@@ -326,7 +329,7 @@ func TestQueueTimeoutAndMetrics(t *testing.T) {
 	var h map[string]any
 	json.NewDecoder(resp.Body).Decode(&h)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || h["status"] != "ok" {
+	if resp.StatusCode != 200 || h["status"] != "ok" || h["precision"] != "fp32" {
 		t.Errorf("/healthz: %d %v", resp.StatusCode, h)
 	}
 }

@@ -80,7 +80,7 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "score: %s has no thresholds yet, so decisions will be %q: run 'maddr eval --model %s' first\n", path, score.Unknown, a.modelPath)
 	}
 	h := score.Header{Format: score.OutputFormat, Version: version.String(), Model: path, ModelSHA256: digest, Shard: a.shard,
-		Settings: score.Settings{Options: sc.Options(), Group: a.group, HU: *a.sf.hu}}
+		Settings: score.Settings{Options: sc.Options(), Group: a.group, HU: *a.sf.hu, Precision: sc.Precision()}}
 	ro := score.RunOptions{Request: req, Read: score.ReadOptions{HU: *a.sf.hu}, HeatmapDir: a.heatmaps}
 	if !a.quiet {
 		ro.Progress = stderr
@@ -89,7 +89,7 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return summariseScoring(stderr, a, st, len(units), all)
+	return summariseScoring(stderr, a, st, len(units), all, sc.Precision())
 }
 
 // parseScoreArgs reads the flags of 'maddr score' and checks them.
@@ -187,13 +187,13 @@ func writeScores(ctx context.Context, sc *score.Scorer, units []score.Unit, h sc
 
 // summariseScoring prints the counts of a run and fails it when images
 // could not be read (unless --skip-bad).
-func summariseScoring(stderr io.Writer, a *scoreArgs, st score.Stats, units, all int) error {
+func summariseScoring(stderr io.Writer, a *scoreArgs, st score.Stats, units, all int, precision string) error {
 	where := ""
 	if a.shard != nil {
 		where = fmt.Sprintf(" (shard %s: %d of %d inputs)", a.shard, units, all)
 	}
-	fmt.Fprintf(stderr, "scored %d image(s) in %d input(s)%s: %d normal, %d abnormal, %d out of scope, %d without threshold, %d unreadable\n",
-		st.Images, st.Units, where, st.Normal, st.Abnormal, st.OutOfScope, st.Unknown, st.Failed)
+	fmt.Fprintf(stderr, "scored %d image(s) in %d input(s)%s in %s: %d normal, %d abnormal, %d out of scope, %d without threshold, %d unreadable\n",
+		st.Images, st.Units, where, precision, st.Normal, st.Abnormal, st.OutOfScope, st.Unknown, st.Failed)
 	if a.out != "-" {
 		fmt.Fprintf(stderr, "wrote %s\n", a.out)
 	}

@@ -101,6 +101,10 @@ func TestScoreShardsAndMerge(t *testing.T) {
 	if len(doc.Results) != len(evalSet) || doc.Header["model_sha256"] == "" || doc.Results[0]["group"] != "chest-xray" {
 		t.Errorf("JSON output: %d results, header %v", len(doc.Results), doc.Header)
 	}
+	// A reader must see which arithmetic the scores came from.
+	if settings, _ := doc.Header["settings"].(map[string]any); settings["precision"] != "fp32" {
+		t.Errorf("JSON header settings %v: want precision fp32", doc.Header["settings"])
+	}
 
 	// Mistakes are explained.
 	for _, c := range []struct {

@@ -84,7 +84,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if *tlsCert != "" {
 		scheme = "https"
 	}
-	fmt.Fprintf(stdout, "serving %s (%s) on %s://%s/ (%s, %s auth); Ctrl-C stops\n", path, m.Manifest.Model, scheme, ln.Addr(), cfg, creds.Kind())
+	fmt.Fprintf(stdout, "serving %s (%s, %s scoring) on %s://%s/ (%s, %s auth); Ctrl-C stops\n", path, m.Manifest.Model, sc.Precision(), scheme, ln.Addr(), cfg, creds.Kind())
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	start := time.Now()
