@@ -75,38 +75,14 @@ func (b *resBlock) forward(x *torch.Tensor) *torch.Tensor {
 	h := x.LeakyRelu(slope)
 	skip := x
 	if b.resample != nil {
-		h = replace(h, b.resample(h))
+		h = b.resample(h)
 		skip = b.resample(x)
 	}
-	h = replace(h, b.conv1.Forward(h))
-	h = replace(h, h.LeakyRelu(slope))
-	h = replace(h, b.conv2.Forward(h))
+	h = b.conv2.Forward(b.conv1.Forward(h).LeakyRelu(slope))
 	if b.skip != nil {
-		next := b.skip.Forward(skip)
-		if skip != x {
-			skip.Free()
-		}
-		skip = next
+		skip = b.skip.Forward(skip)
 	}
-	out := skip.Add(h)
-	h.Free()
-	if skip != x {
-		skip.Free()
-	}
-	return out
-}
-
-// replace frees old and returns next, the tensor computed from it. The
-// networks free each intermediate as soon as the next one exists, as Python
-// drops a temporary: a scope would otherwise hold every activation of the
-// pass until it closes. Scoring a batch of 32 at 64x64 held ~300 MiB of
-// them at once, which glibc kept as free heap below the reconstruction
-// afterwards (BENCHMARKS.md, "Where the memory goes"). Under autograd a freed
-// handle costs nothing: autograd holds its own reference to what backward
-// needs. The caller's input is never passed as old.
-func replace(old, next *torch.Tensor) *torch.Tensor {
-	old.Free()
-	return next
+	return skip.Add(h)
 }
 
 // stage is one resolution step: a resampling block followed by a PreAct block.
@@ -148,15 +124,11 @@ func newEncoder(s *nn.Store, size int, latent int64) *encoder {
 // forward maps images (B x 1 x S x S) to z (B x latent).
 func (e *encoder) forward(x *torch.Tensor) *torch.Tensor {
 	h := e.stem.Forward(x)
-	h = replace(h, e.stemBlocks[0].forward(h))
-	h = replace(h, e.stemBlocks[1].forward(h))
+	h = e.stemBlocks[1].forward(e.stemBlocks[0].forward(h))
 	for _, st := range e.stages {
-		h = replace(h, st.change.forward(h))
-		h = replace(h, st.pre.forward(h))
+		h = st.pre.forward(st.change.forward(h))
 	}
-	h = replace(h, h.LeakyRelu(slope))
-	h = replace(h, e.latent.Forward(h))
-	return h.Flatten(1, -1)
+	return e.latent.Forward(h.LeakyRelu(slope)).Flatten(1, -1)
 }
 
 // decoder mirrors the encoder:
@@ -186,13 +158,9 @@ func newDecoder(s *nn.Store, size int, latent int64) *decoder {
 
 // forward maps z (B x latent) to images (B x 1 x S x S), unbounded.
 func (d *decoder) forward(z *torch.Tensor) *torch.Tensor {
-	h := z.Reshape(z.Size(0), z.Size(1), 1, 1)
-	h = replace(h, h.LeakyRelu(slope))
-	h = replace(h, d.first.Forward(h))
+	h := d.first.Forward(z.Reshape(z.Size(0), z.Size(1), 1, 1).LeakyRelu(slope))
 	for _, st := range d.stages {
-		h = replace(h, st.change.forward(h))
-		h = replace(h, st.pre.forward(h))
+		h = st.pre.forward(st.change.forward(h))
 	}
-	h = replace(h, h.LeakyRelu(slope))
-	return replace(h, d.toImg.Forward(h))
+	return d.toImg.Forward(h.LeakyRelu(slope))
 }
