@@ -442,12 +442,7 @@ def maddr_fanogan_train(a):
 
     def encoder_step(xm, hook):
         zero_grad(opt_e)
-        z = encoder(xm)
-        rec = gen_net(z)
-        _, f_rec = critic(rec)
-        _, f_x = critic(xm)
-        izif_img = ((xm - rec) ** 2).mean()
-        izif_feat = ((f_x - f_rec) ** 2).mean()
+        z, izif_img, izif_feat = fag.izif_terms(encoder, gen_net, critic, xm)
         extra, terms = hook(z)
         (izif_img + fag.KAPPA * izif_feat + extra).backward()
         opt_e.step()

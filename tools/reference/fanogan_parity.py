@@ -156,6 +156,16 @@ class Encoder(nn.Module):
         return torch.tanh(self.fc(self.trunk(x)))
 
 
+def izif_terms(encoder, gen_net, critic, x):
+    """izif's training terms for images x: z = E(x), the image term mean (x - G(z))^2
+    and the critic-feature term mean (f(x) - f(G(z)))^2 (weighted by KAPPA in the loss)."""
+    z = encoder(x)
+    rec = gen_net(z)
+    _, f_rec = critic(rec)
+    _, f_x = critic(x)
+    return z, ((x - rec) ** 2).mean(), ((f_x - f_rec) ** 2).mean()
+
+
 def go_name(prefix, k):
     # The Go store has no "trunk" or "blocks" levels.
     return prefix + "." + k.replace("trunk.", "").replace("blocks.", "")
@@ -232,12 +242,7 @@ def main():
     for p in list(gen_net.parameters()) + list(critic.parameters()):
         p.requires_grad_(False)
     opt_e.zero_grad()
-    z_enc = encoder(x)
-    rec = gen_net(z_enc)
-    _, f_rec = critic(rec)
-    _, f_x = critic(x)
-    izif_img = ((x - rec) ** 2).mean()
-    izif_feat = ((f_x - f_rec) ** 2).mean()
+    z_enc, izif_img, izif_feat = izif_terms(encoder, gen_net, critic, x)
     (izif_img + KAPPA * izif_feat).backward()
     out.update({"izif_img": to_numpy(izif_img.reshape(1)), "izif_feat": to_numpy(izif_feat.reshape(1))})
     for k, p in encoder.named_parameters():
@@ -300,12 +305,7 @@ def maddr_step():
         p.requires_grad_(False)
     xm = ml.mixup(x)
     opt_e.zero_grad()
-    z = encoder(xm)
-    rec = gen_net(z)
-    _, f_rec = critic(rec)
-    _, f_x = critic(xm)
-    izif_img = ((xm - rec) ** 2).mean()
-    izif_feat = ((f_x - f_rec) ** 2).mean()
+    z, izif_img, izif_feat = izif_terms(encoder, gen_net, critic, xm)
     terms = ml.constraint_terms(z, heads, *MADDR_DIMS)
     (izif_img + KAPPA * izif_feat + sum(terms.values())).backward()
     opt_e.step()
