@@ -260,14 +260,8 @@ def ganomaly_update(net, opt_g, opt_d, x, hook=None):
     """ganomaly_parity.one_iteration without its recording: G then D on x.
     hook(z) (MADDR's terms on E1's latent) joins G's loss when given.
     Returns the tensors the Go side reads to log them."""
-    bce = torch.nn.functional.binary_cross_entropy
     zero_grad(opt_g)
-    z, x_hat, z_hat = net.g(x)
-    pred_real, feat_real = net.d(x)
-    _, feat_fake = net.d(x_hat)
-    adv = ((feat_real.detach() - feat_fake) ** 2).mean()
-    rec = (x_hat - x).abs().mean()
-    enc = ((z - z_hat) ** 2).mean()
+    (z, x_hat, _, pred_real, _, _), (adv, rec, enc) = gan.g_terms(net, x)
     g_loss = adv + 50 * rec + enc
     read = [adv, rec, enc]
     if hook is not None:
@@ -277,10 +271,7 @@ def ganomaly_update(net, opt_g, opt_d, x, hook=None):
     g_loss.backward()
     opt_g.step()
     zero_grad(opt_d)
-    pred_fake, _ = net.d(x_hat.detach())
-    d_real = bce(pred_real, torch.ones_like(pred_real))
-    d_fake = bce(pred_fake, torch.zeros_like(pred_fake))
-    d_loss = 0.5 * (d_real + d_fake)
+    _, d_real, d_fake, d_loss = gan.d_terms(net, pred_real, x_hat)
     d_loss.backward()
     opt_d.step()
     return read + [g_loss, d_real, d_fake, d_loss]

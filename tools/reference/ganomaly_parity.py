@@ -162,6 +162,28 @@ def medianomaly(size, base, hidden, latent):
     return GANomaly(g, MedIAnomalyD(size, base, hidden))
 
 
+def g_terms(net, x, rec_kind="l1"):
+    """G's forward on x and the three terms of its loss: returns the forward's tensors
+    (z, x_hat, z_hat, pred_real, feat_real, feat_fake) and (adv, rec, enc)."""
+    z, x_hat, z_hat = net.g(x)
+    pred_real, feat_real = net.d(x)
+    _, feat_fake = net.d(x_hat)
+    # f(x) does not depend on G; detached so that D(x) can serve the D step too
+    adv = ((feat_real.detach() - feat_fake) ** 2).mean()
+    rec = (x_hat - x).abs().mean() if rec_kind == "l1" else ((x_hat - x) ** 2).mean()
+    enc = ((z - z_hat) ** 2).mean()
+    return (z, x_hat, z_hat, pred_real, feat_real, feat_fake), (adv, rec, enc)
+
+
+def d_terms(net, pred_real, x_hat):
+    """D's loss on the real predictions of G's step and on G's detached output:
+    returns pred_fake, d_real, d_fake and d = (d_real + d_fake) / 2."""
+    pred_fake, _ = net.d(x_hat.detach())
+    d_real = F.binary_cross_entropy(pred_real, torch.ones_like(pred_real))
+    d_fake = F.binary_cross_entropy(pred_fake, torch.zeros_like(pred_fake))
+    return pred_fake, d_real, d_fake, 0.5 * (d_real + d_fake)
+
+
 def one_iteration(net, x, rec_kind, lr, betas, after):
     out = {"input": to_numpy(x)}
     record_state(out, "init.", net)
@@ -174,13 +196,7 @@ def one_iteration(net, x, rec_kind, lr, betas, after):
     opt_g = torch.optim.Adam(net.g.parameters(), lr=lr, betas=betas)
     opt_d = torch.optim.Adam(net.d.parameters(), lr=lr, betas=betas)
     opt_g.zero_grad()
-    z, x_hat, z_hat = net.g(x)
-    pred_real, feat_real = net.d(x)
-    _, feat_fake = net.d(x_hat)
-    # f(x) does not depend on G; detached so that D(x) can serve the D step too
-    adv = ((feat_real.detach() - feat_fake) ** 2).mean()
-    rec = (x_hat - x).abs().mean() if rec_kind == "l1" else ((x_hat - x) ** 2).mean()
-    enc = ((z - z_hat) ** 2).mean()
+    (z, x_hat, z_hat, pred_real, feat_real, feat_fake), (adv, rec, enc) = g_terms(net, x, rec_kind)
     hook = hook_loss(z)
     g_loss = adv + 50 * rec + enc + hook
     g_loss.backward()
@@ -189,10 +205,7 @@ def one_iteration(net, x, rec_kind, lr, betas, after):
     opt_g.step()
 
     opt_d.zero_grad()
-    pred_fake, _ = net.d(x_hat.detach())
-    d_real = F.binary_cross_entropy(pred_real, torch.ones_like(pred_real))
-    d_fake = F.binary_cross_entropy(pred_fake, torch.zeros_like(pred_fake))
-    d_loss = 0.5 * (d_real + d_fake)
+    pred_fake, d_real, d_fake, d_loss = d_terms(net, pred_real, x_hat)
     d_loss.backward()
     for k, p in net.d.named_parameters():
         out["grad.d." + k] = to_numpy(p.grad)
@@ -250,22 +263,14 @@ def maddr_step():
 
     xm = ml.mixup(x)
     opt_g.zero_grad()
-    z, x_hat, z_hat = net.g(xm)
-    pred_real, feat_real = net.d(xm)
-    _, feat_fake = net.d(x_hat)
-    adv = ((feat_real.detach() - feat_fake) ** 2).mean()
-    rec = (x_hat - xm).abs().mean()
-    enc = ((z - z_hat) ** 2).mean()
+    (z, x_hat, _, pred_real, _, _), (adv, rec, enc) = g_terms(net, xm)
     terms = ml.constraint_terms(z, heads, *MADDR_DIMS)
     g_loss = adv + 50 * rec + enc + sum(terms.values())
     g_loss.backward()
     opt_g.step()
 
     opt_d.zero_grad()
-    pred_fake, _ = net.d(x_hat.detach())
-    d_real = F.binary_cross_entropy(pred_real, torch.ones_like(pred_real))
-    d_fake = F.binary_cross_entropy(pred_fake, torch.zeros_like(pred_fake))
-    d_loss = 0.5 * (d_real + d_fake)
+    pred_fake, d_real, d_fake, d_loss = d_terms(net, pred_real, x_hat)
     d_loss.backward()
     opt_d.step()
 
