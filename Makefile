@@ -8,6 +8,9 @@ TORCH_HEADER ?= /usr/include/torch/csrc/api/include/torch/version.h
 # The build's version, linked into package version (model files and results
 # record it); without git, package version falls back on Go's build info.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+# Idle OpenMP workers sleep instead of spinning, for the tests too (the maddr
+# binary sets this for itself: torch.ReexecWithPassiveOpenMP). Same results.
+export OMP_WAIT_POLICY ?= passive
 LDFLAGS := $(if $(VERSION),-X github.com/maddr-project/maddr/version.linked=$(VERSION))
 
 .PHONY: all build deps test fixtures reference demo doctor bench vet lint fmt-check fuzz clean

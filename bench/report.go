@@ -98,6 +98,9 @@ func (r *Report) Markdown() string {
 	if r.Command != "" {
 		fmt.Fprintf(&b, "Command: `%s`  \n", r.Command)
 	}
+	if r.Allocator != "" {
+		fmt.Fprintf(&b, "Allocator: %s.  \n", r.Allocator)
+	}
 	threads := "all cores"
 	if p.Threads > 0 {
 		threads = fmt.Sprint(p.Threads)

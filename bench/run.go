@@ -30,6 +30,9 @@ type Options struct {
 	// Python is the interpreter with torch and Script the reference script;
 	// an empty Python skips the PyTorch side.
 	Python, Script string
+	// PythonEnv is added to the PyTorch child's environment (the glibc
+	// malloc settings the Go side runs with, torch.MallocEnv).
+	PythonEnv []string
 	// ScaleBatches and ScaleSizes add the scaling table of the DPA training
 	// step (Go only): every batch at Size, then every size at its batch.
 	ScaleBatches []int
@@ -86,14 +89,16 @@ type Report struct {
 	Machine  string
 	Command  string
 	Versions string
-	Params   Params
-	Rounds   int
-	Pairs    []Pair
-	Scaling  []Result
-	Schedule *Result
-	Notes    []string
-	Started  time.Time
-	Seconds  float64
+	// Allocator says which glibc malloc settings each side ran with.
+	Allocator string
+	Params    Params
+	Rounds    int
+	Pairs     []Pair
+	Scaling   []Result
+	Schedule  *Result
+	Notes     []string
+	Started   time.Time
+	Seconds   float64
 }
 
 func (o *Options) defaults() {
@@ -289,6 +294,9 @@ func (o *Options) child(ctx context.Context, impl string, p Params) (Result, err
 	}
 	res := Result{Impl: impl, Params: p}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	if impl != "go" && len(o.PythonEnv) > 0 {
+		cmd.Env = append(os.Environ(), o.PythonEnv...)
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

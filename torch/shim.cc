@@ -257,6 +257,14 @@ mt_err mt_relayout_(mt_tensor t, int format) {
 // in many arenas at once: one arena halved a DPA step's RSS and made it faster.
 int mt_limit_malloc_arenas(int n) { return mallopt(M_ARENA_MAX, n) == 1 ? 1 : 0; }
 
+// Fixed thresholds instead of glibc's adaptive ones (see package torch,
+// "Memory of libtorch"): a Scope frees a whole step's activations at once, so
+// with the defaults the top of the heap went back to the kernel after every
+// step and came back as fresh zero pages, and buffers above 32 MiB were mapped
+// and unmapped on every use.
+int mt_set_malloc_mmap_threshold(long bytes) { return mallopt(M_MMAP_THRESHOLD, static_cast<int>(bytes)) == 1 ? 1 : 0; }
+int mt_set_malloc_trim_threshold(long bytes) { return mallopt(M_TRIM_THRESHOLD, static_cast<int>(bytes)) == 1 ? 1 : 0; }
+
 // OpenBLAS's own thread pool (see package torch, Threads). Found by symbol so
 // that a libtorch on another BLAS (MKL, BLIS, reference) links and runs
 // unchanged; both return 0 when the BLAS is not OpenBLAS.

@@ -82,8 +82,10 @@ mt_err mt_contiguous_as(mt_tensor t, int format, mt_tensor *out);
 int mt_is_contiguous_as(mt_tensor t, int format);
 mt_err mt_relayout_(mt_tensor t, int format); /* a leaf without gradient (frozen weights) changes its strides in place */
 
-/* glibc malloc: caps the number of arenas (0 when it could not) */
+/* glibc malloc settings (mallopt); each returns 0 when glibc refused the value */
 int mt_limit_malloc_arenas(int n);
+int mt_set_malloc_mmap_threshold(long bytes);
+int mt_set_malloc_trim_threshold(long bytes);
 /* OpenBLAS thread pool size, found by symbol (0 when the BLAS is not OpenBLAS) */
 int mt_set_blas_threads(int n);
 int mt_get_blas_threads(void);

@@ -28,6 +28,19 @@
 // freed activations resident in each of them (a DPA training step used half
 // the RSS and ran ~10% faster with one).
 //
+// It also fixes malloc's mmap threshold at 256 MiB and its trim threshold at
+// 1 GiB (unless MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_ is set). A
+// Scope frees a whole step's tensors at once, at its end, where PyTorch frees
+// each one as soon as autograd is done with it; with glibc's adaptive
+// thresholds the freed top of the heap (often tens of MiB) went back to the
+// kernel after every step, and every buffer above 32 MiB (a VGG activation of
+// a DPA batch) was mapped and unmapped on each use, so the next step touched
+// fresh zero pages. On the 2-core VMs of BENCHMARKS.md a page fault is
+// expensive: an AE step spent about half its time in them, a DPA step a third
+// (9,400 faults per AE step; with these thresholds about 0). The cost is
+// that memory freed by a step stays with the process for the next one: the
+// peak RSS is what it was, the RSS between steps stays near it.
+//
 // # Threads
 //
 // Grad mode is thread-local in libtorch while goroutines move between OS
@@ -77,6 +90,44 @@ func init() {
 	if os.Getenv("MALLOC_ARENA_MAX") == "" {
 		C.mt_limit_malloc_arenas(1)
 	}
+	// Setting either threshold turns glibc's adaptation off for both, so a
+	// user who sets one gets exactly what they asked for.
+	if os.Getenv("MALLOC_MMAP_THRESHOLD_") == "" && os.Getenv("MALLOC_TRIM_THRESHOLD_") == "" {
+		mallocThresholdsSet = C.mt_set_malloc_mmap_threshold(mallocMmapThreshold) == 1 &&
+			C.mt_set_malloc_trim_threshold(mallocTrimThreshold) == 1
+	}
+}
+
+// glibc malloc thresholds set at start-up (see "Memory of libtorch").
+const (
+	mallocMmapThreshold = 256 << 20
+	mallocTrimThreshold = 1 << 30
+)
+
+// mallocThresholdsSet records whether init set them (glibc may refuse).
+var mallocThresholdsSet bool
+
+// MallocEnv is the glibc environment that gives another process (the PyTorch
+// reference of the bench) the malloc settings this process runs with: the
+// variables the user set, or the ones init applied.
+func MallocEnv() []string {
+	var env []string
+	for _, kv := range []struct {
+		name    string
+		value   int
+		applied bool
+	}{
+		{"MALLOC_ARENA_MAX", 1, true},
+		{"MALLOC_MMAP_THRESHOLD_", mallocMmapThreshold, mallocThresholdsSet},
+		{"MALLOC_TRIM_THRESHOLD_", mallocTrimThreshold, mallocThresholdsSet},
+	} {
+		if v := os.Getenv(kv.name); v != "" {
+			env = append(env, kv.name+"="+v)
+		} else if kv.applied {
+			env = append(env, fmt.Sprintf("%s=%d", kv.name, kv.value))
+		}
+	}
+	return env
 }
 
 // SetBLASThreads sets the size of OpenBLAS's own thread pool (see Threads

@@ -444,3 +444,20 @@ func TestSetBLASThreads(t *testing.T) {
 		t.Fatalf("matmul with one OpenBLAS thread: %v, want %v", got, want)
 	}
 }
+
+// The thresholds of package doc "Memory of libtorch" must reach glibc (it
+// refuses values it deems too large), or every step page-faults again.
+func TestMallocThresholdsApplied(t *testing.T) {
+	if os.Getenv("MALLOC_MMAP_THRESHOLD_") != "" || os.Getenv("MALLOC_TRIM_THRESHOLD_") != "" {
+		t.Skip("the environment sets a malloc threshold; init leaves them alone")
+	}
+	if !mallocThresholdsSet {
+		t.Fatal("glibc refused the mmap or trim threshold")
+	}
+	env := strings.Join(MallocEnv(), " ")
+	for _, want := range []string{"MALLOC_MMAP_THRESHOLD_=268435456", "MALLOC_TRIM_THRESHOLD_=1073741824"} {
+		if !strings.Contains(env, want) {
+			t.Errorf("MallocEnv() = %q, missing %s", env, want)
+		}
+	}
+}

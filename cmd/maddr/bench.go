@@ -28,7 +28,7 @@ type benchFlags struct {
 	child, cases                            *string
 	batch, size, steps, warmup, threads     *int
 	pool, rounds, schedule                  *int
-	pytorch, python, script                 *string
+	pytorch, python, script, pytorchMalloc  *string
 	scaling                                 *bool
 	scaleBatches, scaleSizes                *string
 	markdown, jsonOut, plotOut, scalingPlot *string
@@ -38,27 +38,28 @@ type benchFlags struct {
 func newBenchFlags(stderr io.Writer) (*flag.FlagSet, *benchFlags) {
 	fs := newFlagSet("bench", stderr)
 	return fs, &benchFlags{
-		child:        fs.String("child", "", "internal: measure one case in this process and print its JSON result"),
-		cases:        fs.String("cases", "", "comma-separated cases (default all): "+caseNames()),
-		batch:        fs.Int("batch", 32, "batch size"),
-		size:         fs.Int("size", 64, "image side"),
-		steps:        fs.Int("steps", 10, "timed steps per case (the median is reported)"),
-		warmup:       fs.Int("warmup", 2, "untimed steps before timing"),
-		threads:      fs.Int("threads", 0, "libtorch threads on both sides (0: all cores)"),
-		pool:         fs.Int("pool", bench.DefaultPool, "distinct training images cycled in shuffled epochs"),
-		rounds:       fs.Int("rounds", 1, "alternate Go and PyTorch this many times per case and keep each side's best (use 2-3 on a shared machine)"),
-		pytorch:      fs.String("pytorch", "auto", "PyTorch side: auto (when the interpreter imports torch), on (required), off"),
-		python:       fs.String("python", "/usr/bin/python3", "Python interpreter with torch (Debian's python3-torch)"),
-		script:       fs.String("script", "", "the reference script (default: tools/reference/bench_torch.py found from the working directory)"),
-		scaling:      fs.Bool("scaling", false, "also measure the DPA step against batch size and image size (Go)"),
-		scaleBatches: fs.String("scale-batches", "8,16,32,64,128", "batch sizes of the scaling table (at --size)"),
-		scaleSizes:   fs.String("scale-sizes", "64,128,256:8", "image sizes of the scaling table, SIZE[:BATCH] (batch default --batch; DPA needs powers of two)"),
-		schedule:     fs.Int("schedule", 0, "time this many iterations of the real MADDR+DPA training loop and extrapolate the paper's 16000 (0: skip)"),
-		markdown:     fs.String("markdown", "", "write the results as Markdown (for BENCHMARKS.md)"),
-		jsonOut:      fs.String("json", "", "write every measurement as JSON"),
-		plotOut:      fs.String("plot", "", "write a PNG bar chart of images/s"),
-		scalingPlot:  fs.String("scaling-plot", "", "write a PNG of the DPA step time against batch size and image size (needs --scaling)"),
-		cpuProfile:   fs.String("cpuprofile", "", "with --child: write a Go CPU profile of the case (time inside libtorch shows as runtime.cgocall)"),
+		child:         fs.String("child", "", "internal: measure one case in this process and print its JSON result"),
+		cases:         fs.String("cases", "", "comma-separated cases (default all): "+caseNames()),
+		batch:         fs.Int("batch", 32, "batch size"),
+		size:          fs.Int("size", 64, "image side"),
+		steps:         fs.Int("steps", 10, "timed steps per case (the median is reported)"),
+		warmup:        fs.Int("warmup", 2, "untimed steps before timing"),
+		threads:       fs.Int("threads", 0, "libtorch threads on both sides (0: all cores)"),
+		pool:          fs.Int("pool", bench.DefaultPool, "distinct training images cycled in shuffled epochs"),
+		rounds:        fs.Int("rounds", 1, "alternate Go and PyTorch this many times per case and keep each side's best (use 2-3 on a shared machine)"),
+		pytorch:       fs.String("pytorch", "auto", "PyTorch side: auto (when the interpreter imports torch), on (required), off"),
+		python:        fs.String("python", "/usr/bin/python3", "Python interpreter with torch (Debian's python3-torch)"),
+		pytorchMalloc: fs.String("pytorch-malloc", "same", "glibc malloc settings of the PyTorch side: same (the ones maddr sets for itself, see package torch) or default (glibc's adaptive thresholds)"),
+		script:        fs.String("script", "", "the reference script (default: tools/reference/bench_torch.py found from the working directory)"),
+		scaling:       fs.Bool("scaling", false, "also measure the DPA step against batch size and image size (Go)"),
+		scaleBatches:  fs.String("scale-batches", "8,16,32,64,128", "batch sizes of the scaling table (at --size)"),
+		scaleSizes:    fs.String("scale-sizes", "64,128,256:8", "image sizes of the scaling table, SIZE[:BATCH] (batch default --batch; DPA needs powers of two)"),
+		schedule:      fs.Int("schedule", 0, "time this many iterations of the real MADDR+DPA training loop and extrapolate the paper's 16000 (0: skip)"),
+		markdown:      fs.String("markdown", "", "write the results as Markdown (for BENCHMARKS.md)"),
+		jsonOut:       fs.String("json", "", "write every measurement as JSON"),
+		plotOut:       fs.String("plot", "", "write a PNG bar chart of images/s"),
+		scalingPlot:   fs.String("scaling-plot", "", "write a PNG of the DPA step time against batch size and image size (needs --scaling)"),
+		cpuProfile:    fs.String("cpuprofile", "", "with --child: write a Go CPU profile of the case (time inside libtorch shows as runtime.cgocall)"),
 	}
 }
 
@@ -87,15 +88,36 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	versions += pyVersion
+	allocator, err := f.pythonMalloc(&o)
+	if err != nil {
+		return err
+	}
 	rep, err := bench.Run(ctx, o)
 	if err != nil {
 		return err
 	}
 	rep.Versions = versions
+	rep.Allocator = allocator
 	rep.Command = "maddr bench " + strings.Join(args, " ")
 	md := rep.Markdown()
 	fmt.Fprint(stdout, md)
 	return f.writeOutputs(rep, md)
+}
+
+// pythonMalloc gives the PyTorch side the Go side's malloc settings unless
+// --pytorch-malloc default asks for glibc's own, and describes the choice.
+func (f *benchFlags) pythonMalloc(o *bench.Options) (string, error) {
+	goSide := strings.Join(torch.MallocEnv(), " ")
+	// Both children inherit this process's OpenMP setting.
+	openmp := "; OMP_WAIT_POLICY=" + os.Getenv("OMP_WAIT_POLICY") + " on both sides"
+	switch *f.pytorchMalloc {
+	case "same":
+		o.PythonEnv = torch.MallocEnv()
+		return "the same glibc malloc settings on both sides (" + goSide + ")" + openmp, nil
+	case "default":
+		return "Go side " + goSide + ", PyTorch side glibc's defaults" + openmp, nil
+	}
+	return "", fmt.Errorf("maddr bench: --pytorch-malloc %q is not same or default", *f.pytorchMalloc)
 }
 
 // runBenchChild measures the one case --child names in this process (under

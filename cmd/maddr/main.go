@@ -13,6 +13,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/maddr-project/maddr/torch"
 )
 
 // command is one sub-command. run receives the arguments after the command
@@ -38,6 +40,9 @@ func register(name, summary string, run func(args []string, stdout, stderr io.Wr
 var errUsage = errors.New("usage")
 
 func main() {
+	// Returns only when the variable is set already or exec failed; either
+	// way the command runs (at worst more slowly).
+	_ = torch.ReexecWithPassiveOpenMP()
 	os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
 }
 
