@@ -14,6 +14,7 @@ import (
 	"github.com/maddr-project/maddr/baselines"
 	"github.com/maddr-project/maddr/dataset"
 	"github.com/maddr-project/maddr/phantom"
+	"github.com/maddr-project/maddr/torch"
 	"github.com/maddr-project/maddr/train"
 )
 
@@ -358,5 +359,68 @@ func TestStartedOtherwise(t *testing.T) {
 	other.Iterations = 99
 	if !startedOtherwise(dir, other) {
 		t.Error("another schedule is not noticed")
+	}
+}
+
+// Cells run side by side (Options.Jobs) compute what they compute one after
+// the other at the same thread count, and an interrupted parallel run resumes.
+func TestJobsSameCellsAsSequential(t *testing.T) {
+	samples := tinySamples(t)
+	s := tinySettings(Table1)
+	s.Threads = 1
+	ctx := context.Background()
+
+	seq, par := t.TempDir(), t.TempDir()
+	// Jobs > 1 also holds OpenBLAS at one thread, which splits products
+	// differently: the sequential run must do the same to compare bits.
+	if blas := torch.BLASThreads(); blas > 1 {
+		torch.SetBLASThreads(1)
+		defer torch.SetBLASThreads(blas)
+	}
+	if _, err := Run(ctx, s, seq, Options{Samples: samples, NoReport: true}); err != nil {
+		t.Fatal(err)
+	}
+	ctxP, cancel := context.WithCancel(ctx)
+	stop := func(c Cell, it int, _ baselines.Losses) {
+		if c.ID == "t1-ae-mixed-s1" && it == 2 {
+			cancel()
+		}
+	}
+	if _, err := Run(ctxP, s, par, Options{Samples: samples, NoReport: true, Jobs: 2, AfterStep: stop}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted parallel run: err = %v", err)
+	}
+	sum, err := Run(ctx, s, par, Options{Samples: samples, NoReport: true, Jobs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sum.Ran)+len(sum.Skipped) != 5 || !slices.Contains(sum.Ran, "t1-ae-mixed-s1") {
+		t.Fatalf("resumed parallel run: ran %v, skipped %v", sum.Ran, sum.Skipped)
+	}
+	want, _, err := LoadResults(seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := LoadResults(par)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d cells in parallel, %d in sequence", len(got), len(want))
+	}
+	byID := map[string]*Result{}
+	for _, r := range got {
+		byID[r.ID] = r
+	}
+	for _, w := range want {
+		g := byID[w.ID]
+		if g == nil {
+			t.Errorf("cell %s missing from the parallel run", w.ID)
+			continue
+		}
+		wj, _ := json.Marshal(w.Scores)
+		gj, _ := json.Marshal(g.Scores)
+		if string(wj) != string(gj) {
+			t.Errorf("cell %s: test scores differ between the sequential and the parallel run", w.ID)
+		}
 	}
 }

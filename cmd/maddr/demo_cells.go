@@ -77,7 +77,7 @@ func demoExperiment(st demoSettings) experiment.Settings {
 // runDemoCells runs (or resumes) the demo's experiment in out and returns its cells in plan order.
 func runDemoCells(ctx context.Context, st demoSettings, data *demoData, out string, stderr io.Writer) ([]*experiment.Result, error) {
 	s := demoExperiment(st)
-	o := experiment.Options{Samples: data.samples, Progress: stderr, Logf: logTo(stderr), Version: version.String(), NoReport: true, Redo: true}
+	o := experiment.Options{Samples: data.samples, Progress: stderr, Logf: logTo(stderr), Version: version.String(), NoReport: true, Redo: true, Jobs: st.Jobs}
 	if _, err := experiment.Run(ctx, s, out, o); err != nil {
 		return nil, err
 	}

@@ -124,7 +124,7 @@ func runExperimentTable(table experiment.Table, args []string, stdout, stderr io
 	}
 	setThreads(*f.threads)
 	return runExperimentCells(s, dir, experiment.Options{
-		Shard: sh, Progress: stderr, Logf: logTo(stderr), Version: version.String(), NoReport: *f.noReport, ValEvery: *f.valEvery,
+		Shard: sh, Jobs: *f.jobs, Progress: stderr, Logf: logTo(stderr), Version: version.String(), NoReport: *f.noReport, ValEvery: *f.valEvery,
 		RunConfig: recorded,
 	}, stdout)
 }
@@ -151,6 +151,7 @@ type experimentFlags struct {
 	heat       *int
 	latentPer  *int
 	shard      *string
+	jobs       *int
 	out        *string
 	noReport   *bool
 	threads    *int
@@ -191,7 +192,8 @@ func addExperimentFlags(fs *flag.FlagSet, table experiment.Table, def train.Conf
 	f.shard = fs.String("shard", "", "run only shard i of n (i/n, 1 <= i <= n): cell k of the plan belongs to shard (k mod n)+1")
 	f.out = fs.String("out", "", "experiment directory (default experiment-"+string(table)+"); rerunning resumes it")
 	f.noReport = fs.Bool("no-report", false, "skip the tables and report at the end (e.g. in a job array; run merge afterwards)")
-	f.threads = fs.Int("threads", 0, "libtorch threads (0: all cores)")
+	f.threads = fs.Int("threads", 0, "libtorch threads (0: all cores, divided among --jobs)")
+	f.jobs = fs.Int("jobs", 1, "cells trained at once in this process (small networks use several cores better as several one-thread runs)")
 	f.workers = fs.Int("workers", 0, "data loading workers (0: all cores)")
 	f.cacheMB = fs.Int64("cache-mb", 1024, "memory for cached preprocessed images (MiB)")
 	f.valEvery = fs.Int("val-every", 0, "evaluate validation AUC per group every N iterations, plus before the first and after the last (0: 5 times evenly spaced plus both ends; -1: never); it does not change the trained weights")
