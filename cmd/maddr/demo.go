@@ -45,10 +45,11 @@ const (
 	demoDefaultSize       = 32
 	demoDefaultSeeds      = "1,2,3"
 	demoDefaultWindows    = "liver=60:160,lung=-800:400"
+	demoDefaultScale      = 3.0
 )
 
-// demoIterations is each baseline's default schedule in the demo: 3 seeds x (3 single-group baselines + one
-// MADDR run) must fit in about 10 minutes on 2 idle cores.
+// demoIterations is each baseline's default schedule in the demo: 3 seeds x (3 single-group baselines, one
+// shared baseline, one MADDR run), two at a time (--jobs), must fit in about 10 minutes on 2 idle cores.
 func demoIterations(model string) int {
 	switch model {
 	case "dpa":
@@ -56,7 +57,7 @@ func demoIterations(model string) int {
 	case "fanogan":
 		return 150
 	}
-	return 600
+	return 1200
 }
 
 // demoMADDR is MADDR's configuration in the demo's MADDR row (its mixup window is scaled to the schedule): the
@@ -214,11 +215,11 @@ func parseDemoFlags(args []string, stderr io.Writer) (demoSettings, string, erro
 	fs := newFlagSet("demo", stderr)
 	model := fs.String("model", demoDefaultModel, "baseline to compare with and without MADDR (ae: the fastest baseline that detects here, see docs/demo-settings.md)")
 	mo := addModelOptionFlags(fs)
-	iterations := fs.Int("iterations", 0, "training iterations per run (0: the demo's schedule for the model, 600 for ae)")
+	iterations := fs.Int("iterations", 0, "training iterations per run (0: the demo's schedule for the model, 1200 for ae)")
 	batch := fs.Int("batch", 32, "batch size")
 	size := fs.Int("size", demoDefaultSize, "network input side (the paper's is 64)")
 	crop := fs.Int("crop", -1, "centre crop after the resize to 256 (-1: the default pipeline's 224; 0: none)")
-	scale := fs.Float64("scale", 1, "phantom data set size as a fraction of the paper's split sizes (only evaluation grows with it; training runs a fixed number of iterations)")
+	scale := fs.Float64("scale", demoDefaultScale, "phantom data set size as a multiple of the paper's split sizes (more distinct training images and larger validation and test splits; training runs a fixed number of iterations)")
 	difficulty := fs.Float64("difficulty", demoDefaultDifficulty, "phantom anomaly subtlety (0 obvious .. 1 barely visible)")
 	dataSeed := fs.Uint64("data-seed", 8499, "seed of the generated phantom data")
 	seedList := fs.String("seeds", demoDefaultSeeds, "comma-separated training seeds; every trained row reports mean +- std over them")
