@@ -7,7 +7,6 @@ import (
 	"io"
 	"maps"
 	"math"
-	"math/rand/v2"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -507,39 +506,6 @@ func meanImageStatistic(ctx context.Context, pp preprocess.Config, samples []dat
 	return out, nil
 }
 
-// bootstrapAUC is the 95% percentile interval of the AUC over resamples that keep each class's count.
-func bootstrapAUC(scores []float64, abnormal []bool, resamples int, seed uint64) (lo, hi float64) {
-	var pos, neg []int
-	for i, a := range abnormal {
-		if a {
-			pos = append(pos, i)
-		} else {
-			neg = append(neg, i)
-		}
-	}
-	rng := rand.New(rand.NewPCG(seed, 0x5eed))
-	aucs := make([]float64, 0, resamples)
-	s := make([]float64, len(scores))
-	l := make([]bool, len(scores))
-	for range resamples {
-		k := 0
-		for _, class := range [][]int{pos, neg} {
-			for range class {
-				i := class[rng.IntN(len(class))]
-				s[k], l[k] = scores[i], abnormal[i]
-				k++
-			}
-		}
-		if a, err := metrics.AUC(s, l); err == nil {
-			aucs = append(aucs, a)
-		}
-	}
-	if len(aucs) == 0 {
-		return math.NaN(), math.NaN()
-	}
-	return metrics.Percentile(aucs, 2.5), metrics.Percentile(aucs, 97.5)
-}
-
 func methodLabel(method, model string) string {
 	switch method {
 	case rowStatistic:
@@ -617,7 +583,7 @@ func writeDemoSummary(b *strings.Builder, st demoSettings, groups []string, runs
 			}
 			auc := metrics.FormatMeanStd(field(rs, func(r demoRun) float64 { return r.AUC }))
 			if m == rowStatistic {
-				lo, hi := bootstrapAUC(rs[0].Scores, rs[0].Abnormal, 2000, st.DataSeed)
+				lo, hi := metrics.BootstrapAUC(rs[0].Scores, rs[0].Abnormal, 2000, st.DataSeed)
 				auc = fmt.Sprintf("%.2f [%.2f, %.2f]", 100*rs[0].AUC, 100*lo, 100*hi)
 			}
 			fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", g, methodLabel(m, st.Model), auc,
@@ -645,7 +611,7 @@ func writeVerdicts(b *strings.Builder, st demoSettings, groups []string, runs []
 			}
 		}
 		if rs := runsOf(runs, rowStatistic, g); len(rs) > 0 {
-			_, hi := bootstrapAUC(rs[0].Scores, rs[0].Abnormal, 2000, st.DataSeed)
+			_, hi := metrics.BootstrapAUC(rs[0].Scores, rs[0].Abnormal, 2000, st.DataSeed)
 			ref = math.Max(ref, 100*hi)
 		}
 		var parts []string
