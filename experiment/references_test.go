@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/maddr-project/maddr/dataset"
+	"github.com/maddr-project/maddr/metrics"
 )
 
 // TestReferencesAndSkippedCells runs a tiny Table 1 with one cell skipped by the user: the report has the
@@ -147,5 +148,47 @@ func TestUntrainedAddedToFinishedCells(t *testing.T) {
 	s.Untrained = false
 	if sum, err := Run(ctx, s, with, Options{Samples: samples, NoReport: true}); err != nil || len(sum.Ran) != 0 {
 		t.Errorf("rerun without iteration-0 scores: ran %v, %v", sum, err)
+	}
+}
+
+// TestReferenceTableTable2: an ablation row's iteration-0 reference fills only the groups the row trains on, the
+// statistic every role group with its interval, and a table without iteration-0 scores says how to get them.
+func TestReferenceTableTable2(t *testing.T) {
+	s := planSettings(Table2)
+	s.Seeds = []uint64{1}
+	groups := s.Roles.list()
+	report := func(auc float64, gs ...string) metrics.GroupedReport {
+		var rep metrics.GroupedReport
+		for _, g := range gs {
+			a := auc
+			rep.Groups = append(rep.Groups, metrics.GroupResult{Group: g, Test: metrics.Report{AUC: &a, Accuracy: 0.5, MacroF1: 0.4}})
+		}
+		return rep
+	}
+	cell := &Result{Cell: Cell{ID: "t2-ae-r04-s1", Table: Table2, Model: "ae", Variant: "r04", Seed: 1}, Results: report(0.8, groups[0], groups[1])}
+	cell.Untrained = &Evaluation{Results: report(0.55, groups[0], groups[1])}
+	d, err := Build(s, groups, []string{cell.ID}, []*Result{cell})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.SetStatistic(&Statistic{Evaluation: Evaluation{Results: report(0.6, groups...)}, AUC95: map[string][2]float64{groups[2]: {0.5, 0.7}}})
+	head, rows := d.ReferenceHeader()
+	if len(head) != 2+3*len(groups) || len(rows) != 2 {
+		t.Fatalf("head %v, rows %v", head, rows)
+	}
+	if want := []string{StatisticLabel, "none", "50.00", "40.00", "60.00", "50.00", "40.00", "60.00", "50.00", "40.00", "60.00 [50.00, 70.00]"}; !slices.Equal(rows[0], want) {
+		t.Errorf("statistic row %q, want %q", rows[0], want)
+	}
+	if want := []string{"reference: row 4: LiTS+CT, L_o, before training (iteration 0)", "1", "50.00 ± 0.00", "40.00 ± 0.00", "55.00 ± 0.00",
+		"50.00 ± 0.00", "40.00 ± 0.00", "55.00 ± 0.00", "-", "-", "-"}; !slices.Equal(rows[1], want) {
+		t.Errorf("iteration-0 row %q, want %q", rows[1], want)
+	}
+	cell.Untrained = nil
+	if d, err = Build(s, groups, []string{cell.ID}, []*Result{cell}); err != nil {
+		t.Fatal(err)
+	}
+	notes := strings.Join(d.ReferenceNotes(), "\n")
+	if len(d.References) != 0 || !strings.Contains(notes, "No iteration-0 reference") || !strings.Contains(notes, "No training-free statistic") {
+		t.Errorf("references %+v, notes %q", d.References, notes)
 	}
 }
