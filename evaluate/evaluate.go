@@ -145,8 +145,7 @@ func FromScores(m *modelfile.Model, val, test []dataset.Sample, valScores, testS
 		return nil, fmt.Errorf("evaluating: %d/%d validation and %d/%d test scores for the samples", len(valScores), len(val), len(testScores), len(test))
 	}
 	vs := valScores
-	vv, tt := scored(val, vs), scored(test, testScores)
-	res, err := metrics.EvaluateGroups(vv, tt, opts)
+	res, err := GroupsFromScores(val, test, vs, testScores, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +157,13 @@ func FromScores(m *modelfile.Model, val, test []dataset.Sample, valScores, testS
 		}
 	}
 	return &Report{Model: m.Manifest.Model, Path: m.Path, Precision: modelfile.PrecisionName(m.Precision), Notes: m.Manifest.Notes, F1Note: F1Explanation, Results: res, Counts: counts, normalVal: normalVal}, nil
+}
+
+// GroupsFromScores is the evaluation protocol on scores of val and test (NaN: not scored): each group's threshold
+// chosen on its validation scores by opts, its test scores measured with it. FromScores reports a model's scores
+// with it, and a score that comes from no model (a training-free statistic) is measured the same way.
+func GroupsFromScores(val, test []dataset.Sample, valScores, testScores []float64, opts metrics.SelectOptions) (metrics.GroupedReport, error) {
+	return metrics.EvaluateGroups(scored(val, valScores), scored(test, testScores), opts)
 }
 
 // splitCounts is the data set's own tally (dataset.Counts) keyed as the

@@ -18,6 +18,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"path"
 	"slices"
 	"sort"
 	"strconv"
@@ -96,6 +97,12 @@ type Settings struct {
 	// step (same seed, same calibration): the iteration-0 reference that
 	// tells what training added (Result.Untrained).
 	Untrained bool `json:"untrained,omitempty"`
+	// SkipCells leave planned cells out of the run and the tables: cell IDs
+	// or path.Match patterns (t1-dpa-mixed-*), each matching at least one
+	// cell. The tables call them not planned (skipped by the user) instead
+	// of incomplete. The plan's order and shard assignment stay those of
+	// the whole grid, and a cell's identity does not depend on them.
+	SkipCells []string `json:"skip_cells,omitempty"`
 
 	// Run-time only.
 	Threads         int   `json:"-"`
@@ -393,6 +400,40 @@ func Plan(s Settings, groups []string) ([]Cell, error) {
 		cells[i].Split, cells[i].Untrained = split, s.Untrained
 	}
 	return cells, nil
+}
+
+// Skipped lists the IDs of the planned cells that s.SkipCells leave out,
+// in plan order; a pattern that matches no cell is an error (a typo would
+// otherwise run the cell it meant to skip).
+func (s Settings) Skipped(cells []Cell) ([]string, error) {
+	var out []string
+	for _, pat := range s.SkipCells {
+		if _, err := path.Match(pat, ""); err != nil {
+			return nil, fmt.Errorf("skip cells: %q is not a cell ID or pattern: %w", pat, err)
+		}
+		matched := false
+		for _, c := range cells {
+			if ok, _ := path.Match(pat, c.ID); ok {
+				matched = true
+			}
+		}
+		if !matched {
+			ids := make([]string, len(cells))
+			for i, c := range cells {
+				ids[i] = c.ID
+			}
+			return nil, fmt.Errorf("skip cells: %q matches no planned cell (the plan: %s)", pat, strings.Join(ids, ", "))
+		}
+	}
+	for _, c := range cells {
+		for _, pat := range s.SkipCells {
+			if ok, _ := path.Match(pat, c.ID); ok {
+				out = append(out, c.ID)
+				break
+			}
+		}
+	}
+	return out, nil
 }
 
 // checkPlan refuses settings no plan can be made from.

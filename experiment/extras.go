@@ -9,29 +9,10 @@ import (
 	"github.com/maddr-project/maddr/atomicfile"
 	"github.com/maddr-project/maddr/dataset"
 	"github.com/maddr-project/maddr/infer"
-	"github.com/maddr-project/maddr/loader"
 	"github.com/maddr-project/maddr/modelfile"
 	"github.com/maddr-project/maddr/report"
 	"github.com/maddr-project/maddr/safetensors"
 )
-
-// inputs returns the preprocessed network inputs of samples, exactly as the
-// model saw them during evaluation.
-func inputs(ctx context.Context, m *modelfile.Model, samples []dataset.Sample) ([][]float32, error) {
-	pp := m.Manifest.Preprocess
-	ld, err := loader.New(ctx, samples, loader.Config{Size: pp.Size, Transform: loader.Preprocess(pp), BatchSize: infer.DefaultBatchSize, Lazy: true, CacheBytes: -1})
-	if err != nil {
-		return nil, err
-	}
-	defer ld.Close()
-	out := make([][]float32, len(samples))
-	for i := range samples {
-		if out[i], err = ld.Input(i); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
 
 // writeHeatMaps draws, for each group, the k most abnormal and the k most
 // normal test images by score with the model's anomaly map laid over them,
@@ -53,7 +34,7 @@ func writeHeatMaps(ctx context.Context, m *modelfile.Model, test []dataset.Sampl
 		for _, i := range picked {
 			smp = append(smp, test[i])
 		}
-		x, err := inputs(ctx, m, smp)
+		x, err := Inputs(ctx, m.Manifest.Preprocess, smp)
 		if err != nil {
 			return nil, err
 		}
@@ -137,7 +118,7 @@ func writeLatents(ctx context.Context, m *modelfile.Model, test []dataset.Sample
 		smp = append(smp, test[i])
 		meta = append(meta, latentSample{ID: test[i].ID, Group: test[i].Group, Abnormal: test[i].Label == dataset.Abnormal})
 	}
-	x, err := inputs(ctx, m, smp)
+	x, err := Inputs(ctx, m.Manifest.Preprocess, smp)
 	if err != nil {
 		return err
 	}

@@ -43,6 +43,12 @@ func WriteReport(out string, dirs []string, logf func(string, ...any)) ([]string
 		return nil, err
 	}
 	doc.Notes = append(doc.Notes, notes...)
+	doc.Skipped = rec.Skipped
+	stat, err := LoadStatistic(rec.Settings, rec.Groups, dirs...)
+	if err != nil {
+		return nil, err
+	}
+	doc.SetStatistic(stat)
 	if err := os.MkdirAll(filepath.Join(out, PlotsDir), 0o755); err != nil {
 		return nil, err
 	}
@@ -220,6 +226,12 @@ func (pr *pageRenderer) tableSection() {
 		iterText(d.Settings.Iterations), d.Settings.BatchSize, d.Settings.Preprocess.Size, d.Settings.Preprocess.Size, strings.Join(d.Settings.Models, ", ")))
 	head, rows := d.Header()
 	p.Table(head, rows)
+	if len(d.References) > 0 {
+		p.Table(d.ReferenceHeader())
+	}
+	for _, line := range d.ReferenceNotes() {
+		p.Para(line)
+	}
 	for _, line := range d.Intro() {
 		if strings.HasPrefix(line, "INCOMPLETE") {
 			p.Warning(line)

@@ -112,14 +112,7 @@ type Pick struct {
 }
 
 // Group returns the test report of a group.
-func (r *Result) Group(g string) (metrics.GroupResult, bool) {
-	for _, gr := range r.Results.Groups {
-		if gr.Group == g {
-			return gr, true
-		}
-	}
-	return metrics.GroupResult{}, false
-}
+func (r *Result) Group(g string) (metrics.GroupResult, bool) { return groupOf(r.Results, g) }
 
 // readResult reads a cell.json.
 func readResult(path string) (*Result, error) {
@@ -149,11 +142,14 @@ func writeJSON(path string, v any) error {
 // Record is experiment.json: the settings and the planned cells, so merge
 // and later runs know what the grid is.
 type Record struct {
-	Settings Settings  `json:"settings"`
-	Groups   []string  `json:"groups"`
-	Cells    []string  `json:"cells"`
-	Version  string    `json:"version"`
-	Updated  time.Time `json:"updated"`
+	Settings Settings `json:"settings"`
+	Groups   []string `json:"groups"`
+	Cells    []string `json:"cells"`
+	// Skipped are the cells of the grid left out of the plan by
+	// Settings.SkipCells.
+	Skipped []string  `json:"skipped_cells,omitempty"`
+	Version string    `json:"version"`
+	Updated time.Time `json:"updated"`
 	// RunConfig is the configuration of the command that last ran the
 	// experiment (YAML that --config reads).
 	RunConfig string `json:"run_config,omitempty"`

@@ -71,6 +71,8 @@ type Summary struct {
 	Owned   int      `json:"owned"`
 	Ran     []string `json:"ran"`
 	Skipped []string `json:"skipped"`
+	// NotPlanned are the shard's cells left out by Settings.SkipCells.
+	NotPlanned []string `json:"not_planned,omitempty"`
 	// Outputs are the tables and the report written at the end.
 	Outputs []string `json:"outputs"`
 }
@@ -103,24 +105,44 @@ func Run(ctx context.Context, s Settings, dir string, o Options) (*Summary, erro
 	if err != nil {
 		return nil, err
 	}
+	skipped, err := s.Skipped(cells)
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(filepath.Join(dir, CellsDir), 0o755); err != nil {
 		return nil, err
 	}
-	ids := make([]string, len(cells))
-	for i, c := range cells {
-		ids[i] = c.ID
+	var ids []string
+	for _, c := range cells {
+		if !slices.Contains(skipped, c.ID) {
+			ids = append(ids, c.ID)
+		}
 	}
-	sum, todo, err := pendingCells(dir, cells, s.selectOptions(), o)
+	sum, todo, withoutIter0, err := pendingCells(dir, cells, skipped, s.selectOptions(), o)
 	if err != nil {
 		return nil, err
 	}
 	// Written only once the finished cells agree with the settings, so a
 	// refused rerun leaves the directory's record as it was.
-	if err := writeJSON(filepath.Join(dir, ExperimentFile), Record{Settings: s, Groups: groups, Cells: ids, Version: o.Version, Updated: time.Now().UTC(), RunConfig: o.RunConfig}); err != nil {
+	if err := writeJSON(filepath.Join(dir, ExperimentFile), Record{Settings: s, Groups: groups, Cells: ids, Skipped: skipped, Version: o.Version,
+		Updated: time.Now().UTC(), RunConfig: o.RunConfig}); err != nil {
 		return nil, err
 	}
-	o.logf("%s: %d cells planned, %d in shard %s, %d already finished, %d to run; groups %v",
-		s.Table, len(cells), sum.Owned, o.Shard, len(sum.Skipped), len(todo), groups)
+	notPlanned := ""
+	if len(sum.NotPlanned) > 0 {
+		notPlanned = fmt.Sprintf(" (%d more skipped by the user)", len(sum.NotPlanned))
+	}
+	o.logf("%s: %d cells planned%s, %d in shard %s, %d already finished, %d to run; groups %v",
+		s.Table, sum.Planned, notPlanned, sum.Owned, o.Shard, len(sum.Skipped), len(todo), groups)
+	if err := ensureStatistic(ctx, s, dir, samples, groups, o); err != nil {
+		return sum, err
+	}
+	for _, r := range withoutIter0 {
+		if err := addUntrained(ctx, s, r, samples); err != nil {
+			return sum, fmt.Errorf("cell %s: iteration-0 scores: %w", r.ID, err)
+		}
+		o.logf("cell %s: added its network's scores before training (iteration 0; no training)", r.ID)
+	}
 	// The baselines repeat the same notes for every cell: show each once.
 	var logMu sync.Mutex
 	seenNotes := map[string]bool{}
@@ -253,36 +275,75 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 }
 
 // pendingCells sorts the shard's cells into those finished in dir with the
-// same settings (skipped) and those to run; a cell finished or started with
-// other settings is an error, or is deleted to run again with o.Redo.
-func pendingCells(dir string, cells []Cell, sel metrics.SelectOptions, o Options) (*Summary, []Cell, error) {
-	sum := &Summary{Planned: len(cells)}
+// same settings (skipped), those finished without the iteration-0 scores the
+// settings now ask for (skipped too, and returned to have the scores added)
+// and those to run; a cell finished or started with other settings is an
+// error, or is deleted to run again with o.Redo. The cells in notPlanned are
+// left alone.
+func pendingCells(dir string, cells []Cell, notPlanned []string, sel metrics.SelectOptions, o Options) (*Summary, []Cell, []*Result, error) {
+	sum := &Summary{Planned: len(cells) - len(notPlanned)}
 	var todo []Cell
+	var withoutIter0 []*Result
 	for i, c := range cells {
 		if !o.Shard.OwnsPosition(i) {
+			continue
+		}
+		if slices.Contains(notPlanned, c.ID) {
+			sum.NotPlanned = append(sum.NotPlanned, c.ID)
 			continue
 		}
 		sum.Owned++
 		cellDir := filepath.Join(dir, CellsDir, c.ID)
 		prev, err := readResult(filepath.Join(cellDir, CellFile))
+		other := c
+		other.Untrained = !c.Untrained
 		switch {
 		case err == nil && prev.Hash == c.Hash(sel):
 			sum.Skipped = append(sum.Skipped, c.ID)
 			continue
+		case err == nil && prev.Hash == other.Hash(sel):
+			// The same training with or without the iteration-0 scores: those
+			// cost no training, so they are added when missing and kept when
+			// not asked for.
+			sum.Skipped = append(sum.Skipped, c.ID)
+			if c.Untrained && prev.Untrained == nil {
+				withoutIter0 = append(withoutIter0, prev)
+			}
+			continue
 		case o.Redo && (err == nil || startedOtherwise(cellDir, c.Config)):
 			o.logf("cell %s was run with other settings: running it again", c.ID)
 			if err := os.RemoveAll(cellDir); err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 		case err == nil:
-			return nil, nil, fmt.Errorf("cell %s in %s was finished with other settings (hash %s, now %s): use another output directory, or delete that cell to redo it",
+			return nil, nil, nil, fmt.Errorf("cell %s in %s was finished with other settings (hash %s, now %s): use another output directory, or delete that cell to redo it",
 				c.ID, dir, prev.Hash, c.Hash(sel))
 		case !errors.Is(err, os.ErrNotExist):
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		todo = append(todo, c)
 	}
-	return sum, todo, nil
+	return sum, todo, withoutIter0, nil
+}
+
+// addUntrained scores the network a finished cell's training started from
+// (train.Initial rebuilds it from the cell's seed) and records it in the
+// cell, as if the cell had been run with Settings.Untrained.
+func addUntrained(ctx context.Context, s Settings, r *Result, samples []dataset.Sample) error {
+	start := time.Now()
+	c := r.Cell
+	c.Untrained = true
+	val, scored, err := evaluationSamples(c, samples)
+	if err != nil {
+		return err
+	}
+	ev, err := scoreUntrained(ctx, s, c, samples, val, scored)
+	if err != nil {
+		return err
+	}
+	r.Cell, r.Untrained, r.Hash = c, ev, c.Hash(s.selectOptions())
+	r.Timings.UntrainedS = time.Since(start).Seconds()
+	return writeJSON(filepath.Join(r.Dir, CellFile), r)
 }
 
 // startedOtherwise reports whether an unfinished cell's training was
@@ -434,8 +495,14 @@ func scoreModel(ctx context.Context, s Settings, c Cell, m *modelfile.Model, val
 			}
 		}
 	}
-	ev := &Evaluation{Results: rep.Results, Scores: map[string]GroupScores{}}
-	for _, gr := range rep.Results.Groups {
+	return rep, evaluationOf(rep.Results, scored, ts), ts, nil
+}
+
+// evaluationOf keeps the metrics of the scored images and their scores (NaN: not scored) by group and label, with
+// their IDs.
+func evaluationOf(results metrics.GroupedReport, scored []dataset.Sample, ts []float64) *Evaluation {
+	ev := &Evaluation{Results: results, Scores: map[string]GroupScores{}}
+	for _, gr := range results.Groups {
 		ev.Scores[gr.Group] = GroupScores{Threshold: gr.Threshold.Value}
 	}
 	for i, smp := range scored {
@@ -450,7 +517,7 @@ func scoreModel(ctx context.Context, s Settings, c Cell, m *modelfile.Model, val
 		}
 		ev.Scores[smp.Group] = gs
 	}
-	return rep, ev, ts, nil
+	return ev
 }
 
 // scoreUntrained scores the network the cell's training starts from.

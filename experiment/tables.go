@@ -45,6 +45,9 @@ type Metrics struct {
 	AUC Stat `json:"auc"`
 	// PaperAUC is the published AUC for the same method and data set, if any.
 	PaperAUC *PaperValue `json:"paper_auc,omitempty"`
+	// AUC95 is the 95% bootstrap interval of a seedless row's AUC, in
+	// percent (the training-free statistic's).
+	AUC95 *[2]float64 `json:"auc_bootstrap_95,omitempty"`
 }
 
 // Row is one line of a table: a method (Table 1) or an ablation (Table 2).
@@ -67,6 +70,14 @@ type Doc struct {
 	// DatasetNames give each group's paper data set, where one matches.
 	DatasetNames map[string]string `json:"dataset_names"`
 	Rows         []Row             `json:"rows"`
+	// References are the rows a trained row must clearly beat, scored on
+	// the same data, preprocessing, thresholds and split without training:
+	// the training-free statistic (when the directory holds it, see
+	// SetStatistic) and each row's network before training (when the cells
+	// scored it, Settings.Untrained).
+	References []Row `json:"references,omitempty"`
+	// Skipped are the cells the user left out of the plan (Settings.SkipCells).
+	Skipped []string `json:"skipped_cells,omitempty"`
 	// Phantom is true when any source is the synthetic phantom.
 	Phantom  bool     `json:"phantom"`
 	Planned  int      `json:"planned_cells"`
@@ -107,6 +118,13 @@ func Build(s Settings, groups []string, planned []string, results []*Result) (*D
 		}
 	}
 	notes := map[string]bool{}
+	trained := func(r *Result) *metrics.GroupedReport { return &r.Results }
+	untrained := func(r *Result) *metrics.GroupedReport {
+		if r.Untrained == nil {
+			return nil
+		}
+		return &r.Untrained.Results
+	}
 	for _, k := range rowOrder(s) {
 		row := Row{Model: k.model, Variant: k.variant, Label: VariantLabel(s.Table, k.model, k.variant), Groups: map[string]Metrics{}}
 		if s.Table == Table2 {
@@ -114,16 +132,59 @@ func Build(s Settings, groups []string, planned []string, results []*Result) (*D
 			a := Ablations[n-1]
 			row.Ablation = &a
 		}
+		ref := row
+		ref.Variant, ref.Label, ref.Groups = k.variant+Iter0Suffix, "reference: "+row.Label+", before training (iteration 0)", map[string]Metrics{}
+		scoredBefore := false
 		for _, g := range d.Groups {
-			row.Groups[g] = groupMetrics(s, p, k, g, &row, planned, results, notes)
+			row.Groups[g] = groupMetrics(s, p, k, g, &row, planned, results, notes, trained)
+			m := groupMetrics(s, p, k, g, &ref, planned, results, notes, untrained)
+			m.PaperAUC = nil
+			ref.Groups[g] = m
+			scoredBefore = scoredBefore || m.AUC.N > 0
 		}
 		d.Rows = append(d.Rows, row)
+		if scoredBefore {
+			d.References = append(d.References, ref)
+		}
 	}
 	for n := range notes {
 		d.Notes = append(d.Notes, n)
 	}
 	slices.Sort(d.Notes)
 	return d, nil
+}
+
+// Iter0Suffix ends the variant of a reference row that scores a row's
+// network before training.
+const Iter0Suffix = "-iter0"
+
+// VariantStatistic is the variant of the training-free statistic's reference row.
+const VariantStatistic = "statistic"
+
+// StatisticLabel names the training-free statistic's reference row.
+const StatisticLabel = "reference: distance to the group's mean training image (no training)"
+
+// SetStatistic puts the training-free statistic first among the reference
+// rows (nil: the directory holds none, which the notes say).
+func (d *Doc) SetStatistic(st *Statistic) {
+	if st == nil {
+		return
+	}
+	row := Row{Variant: VariantStatistic, Label: StatisticLabel, Groups: map[string]Metrics{}}
+	for _, gr := range st.Results.Groups {
+		if !slices.Contains(d.Groups, gr.Group) {
+			continue
+		}
+		m := Metrics{ACC: newStat([]float64{100 * gr.Test.Accuracy}, nil), F1: newStat([]float64{100 * gr.Test.MacroF1}, nil)}
+		if gr.Test.AUC != nil {
+			m.AUC = newStat([]float64{100 * *gr.Test.AUC}, nil)
+		}
+		if ci, ok := st.AUC95[gr.Group]; ok {
+			m.AUC95 = &[2]float64{100 * ci[0], 100 * ci[1]}
+		}
+		row.Groups[gr.Group] = m
+	}
+	d.References = append([]Row{row}, d.References...)
 }
 
 // rowKey names one row of a table: a baseline and a variant.
@@ -153,14 +214,20 @@ func rowOrder(s Settings) []rowKey {
 // groupMetrics is one cell of a table: the row's test metrics on group g over
 // the planned results' seeds, with the paper's AUC where there is one. It
 // records the row's latent width and the results' notes on the way.
-func groupMetrics(s Settings, p Paper, k rowKey, g string, row *Row, planned []string, results []*Result, notes map[string]bool) Metrics {
+// The metrics are those evaluation picks from each result (nil: none).
+func groupMetrics(s Settings, p Paper, k rowKey, g string, row *Row, planned []string, results []*Result, notes map[string]bool,
+	evaluation func(*Result) *metrics.GroupedReport) Metrics {
 	var acc, f1, auc []float64
 	var seeds, aucSeeds []uint64
 	for _, r := range results {
 		if r.Model != k.model || r.Variant != k.variant || r.Table != s.Table || !slices.Contains(planned, r.ID) {
 			continue
 		}
-		gr, ok := r.Group(g)
+		ev := evaluation(r)
+		if ev == nil {
+			continue
+		}
+		gr, ok := groupOf(*ev, g)
 		if !ok {
 			continue
 		}
@@ -188,6 +255,15 @@ func groupMetrics(s Settings, p Paper, k rowKey, g string, row *Row, planned []s
 		mt.PaperAUC = &pv
 	}
 	return mt
+}
+
+func groupOf(rep metrics.GroupedReport, g string) (metrics.GroupResult, bool) {
+	for _, gr := range rep.Groups {
+		if gr.Group == g {
+			return gr, true
+		}
+	}
+	return metrics.GroupResult{}, false
 }
 
 // columnName names a group's column: the group and, where it stands for
@@ -266,6 +342,71 @@ func (d *Doc) Header() ([]string, [][]string) {
 	return head, rows
 }
 
+// ReferenceHeader is the reference table's column header and its rows as
+// text: per group ACC, F1 and AUC, the statistic's AUC with its bootstrap
+// interval, the iteration-0 rows' mean ± std over the seeds.
+func (d *Doc) ReferenceHeader() ([]string, [][]string) {
+	head := []string{"reference", "seeds"}
+	for _, g := range d.Groups {
+		head = append(head, g+" ACC", g+" F1", g+" AUC")
+	}
+	var rows [][]string
+	for _, r := range d.References {
+		seeds := strconv.Itoa(maxN(r))
+		if r.Variant == VariantStatistic {
+			seeds = "none"
+		}
+		line := []string{r.Label, seeds}
+		for _, g := range d.Groups {
+			m, ok := r.Groups[g]
+			switch {
+			case !ok || m.AUC.N == 0 && m.ACC.N == 0:
+				line = append(line, "-", "-", "-")
+			case r.Variant == VariantStatistic:
+				auc := "–"
+				if m.AUC.N > 0 {
+					auc = fmt.Sprintf("%.2f", m.AUC.Mean)
+					if m.AUC95 != nil {
+						auc += fmt.Sprintf(" [%.2f, %.2f]", m.AUC95[0], m.AUC95[1])
+					}
+				}
+				line = append(line, fmt.Sprintf("%.2f", m.ACC.Mean), fmt.Sprintf("%.2f", m.F1.Mean), auc)
+			default:
+				line = append(line, m.ACC.String(), m.F1.String(), m.AUC.String())
+			}
+		}
+		rows = append(rows, line)
+	}
+	return head, rows
+}
+
+// ReferenceNotes say how to read the reference table and which reference is
+// missing.
+func (d *Doc) ReferenceNotes() []string {
+	out := []string{fmt.Sprintf("References: the same data, preprocessing, validation-chosen thresholds and scored images, without training: "+
+		"a training-free statistic (each image's mean squared distance to its group's mean preprocessed normal training image; "+
+		"its AUC with a 95%% bootstrap interval, %d resamples within each class) and each row's network before its first training "+
+		"step (iteration 0, same seeds and calibration; mean ± std over the seeds). A trained row that does not clearly beat them "+
+		"has not learned to detect.", StatisticResamples)}
+	hasStatistic, hasIter0 := false, false
+	for _, r := range d.References {
+		if r.Variant == VariantStatistic {
+			hasStatistic = true
+		} else {
+			hasIter0 = true
+		}
+	}
+	if !hasStatistic {
+		out = append(out, "No training-free statistic: the directory holds none for these settings (it was run before maddr computed it, "+
+			"or the statistic failed on unreadable images with --skip-bad); rerun the same command to add it (no training).")
+	}
+	if !hasIter0 {
+		out = append(out, "No iteration-0 reference: no finished cell scored its network before training (--untrained=false); "+
+			"rerun with --untrained to add it (no training).")
+	}
+	return out
+}
+
 func maxN(r Row) int {
 	n := 0
 	for _, m := range r.Groups {
@@ -292,6 +433,9 @@ func (d *Doc) Intro() []string {
 		out = append(out, d.F1Note)
 	}
 	out = append(out, "Paper column: "+d.Paper)
+	if len(d.Skipped) > 0 {
+		out = append(out, fmt.Sprintf("Not planned (skipped by the user with --skip-cells): %s. The table covers the other cells.", strings.Join(d.Skipped, ", ")))
+	}
 	if d.Finished < d.Planned {
 		out = append(out, fmt.Sprintf("INCOMPLETE: %d of %d cells are finished; missing cells are left out of the statistics (see the seeds column).", d.Finished, d.Planned))
 	}
@@ -317,16 +461,13 @@ func (d *Doc) WriteMarkdown(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "Data: %s; %s iterations per run, batch %d, input %dx%d.\n\n", sourcesText(d.Settings.Sources), iterText(d.Settings.Iterations),
 		d.Settings.BatchSize, d.Settings.Preprocess.Size, d.Settings.Preprocess.Size)
-	head, rows := d.Header()
-	b.WriteString("| " + strings.Join(head, " | ") + " |\n|")
-	for range head {
-		b.WriteString("---|")
+	writeMarkdownTable(&b, d.Header)
+	if len(d.References) > 0 {
+		writeMarkdownTable(&b, d.ReferenceHeader)
 	}
-	b.WriteString("\n")
-	for _, r := range rows {
-		b.WriteString("| " + strings.Join(r, " | ") + " |\n")
+	for _, p := range d.ReferenceNotes() {
+		b.WriteString(p + "\n\n")
 	}
-	b.WriteString("\n")
 	for _, p := range d.Intro() {
 		b.WriteString(p + "\n\n")
 	}
@@ -337,12 +478,26 @@ func (d *Doc) WriteMarkdown(w io.Writer) error {
 	return err
 }
 
+// writeMarkdownTable writes the header and rows table gives as a Markdown table and a blank line.
+func writeMarkdownTable(b *strings.Builder, table func() ([]string, [][]string)) {
+	head, rows := table()
+	b.WriteString("| " + strings.Join(head, " | ") + " |\n|")
+	for range head {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	for _, r := range rows {
+		b.WriteString("| " + strings.Join(r, " | ") + " |\n")
+	}
+	b.WriteString("\n")
+}
+
 // WriteCSV writes the table in long form: one line per method, data set
 // and metric, with the per-seed values, ready for a spreadsheet or pandas.
 func (d *Doc) WriteCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
 	_ = cw.Write([]string{"table", "model", "variant", "label", "group", "dataset", "metric", "mean", "std", "n", "seeds", "values", "paper_mean", "paper_std", "phantom"})
-	for _, r := range d.Rows {
+	for _, r := range append(slices.Clone(d.Rows), d.References...) {
 		for _, g := range d.Groups {
 			m, ok := r.Groups[g]
 			if !ok {
@@ -356,9 +511,11 @@ func (d *Doc) WriteCSV(w io.Writer) error {
 					continue
 				}
 				var vals, seeds []string
-				for i, v := range mv.s.Values {
+				for _, v := range mv.s.Values {
 					vals = append(vals, strconv.FormatFloat(v, 'f', 4, 64))
-					seeds = append(seeds, strconv.FormatUint(mv.s.Seeds[i], 10))
+				}
+				for _, seed := range mv.s.Seeds { // none for the training-free statistic
+					seeds = append(seeds, strconv.FormatUint(seed, 10))
 				}
 				pm, ps := "", ""
 				if mv.name == "auc" && m.PaperAUC != nil {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"maps"
 	"math"
-	"math/rand/v2"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -23,7 +22,6 @@ import (
 	"github.com/maddr-project/maddr/evaluate"
 	"github.com/maddr-project/maddr/experiment"
 	"github.com/maddr-project/maddr/infer"
-	"github.com/maddr-project/maddr/loader"
 	"github.com/maddr-project/maddr/maddr"
 	"github.com/maddr-project/maddr/medimg"
 	"github.com/maddr-project/maddr/metrics"
@@ -145,11 +143,11 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stderr, "demo: phantom data (seed %d, scale %.2f, difficulty %.2f): %d images in groups %s; %s, %d iterations per run, %dx%d input, training seeds %v\n",
 		st.DataSeed, st.Scale, st.Difficulty, len(data.samples), strings.Join(data.groups, ", "), st.Model, st.Iterations, st.Size, st.Size, st.Seeds)
-	runs, err := meanImageStatistic(ctx, st.Preprocess, data.samples, data.groups, data.reported(st))
+	cells, stat, err := runDemoCells(ctx, st, data, out, stderr)
 	if err != nil {
 		return err
 	}
-	cells, err := runDemoCells(ctx, st, data, out, stderr)
+	runs, err := statisticRuns(stat, data.groups)
 	if err != nil {
 		return err
 	}
@@ -308,7 +306,7 @@ func heatmapRow(ctx context.Context, m *modelfile.Model, set []dataset.Sample, l
 	}
 	pick = append(pick, normal...)
 	pp := m.Manifest.Preprocess
-	xs, err := preprocessAll(ctx, pp, pick)
+	xs, err := experiment.Inputs(ctx, pp, pick)
 	if err != nil {
 		return nil, err
 	}
@@ -390,163 +388,6 @@ func cpuSeconds() float64 {
 	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
 
-func trainingSamples(samples []dataset.Sample, groups []string) []dataset.Sample {
-	var out []dataset.Sample
-	for _, s := range samples {
-		if s.Split == dataset.Train && s.Label == dataset.Normal && (len(groups) == 0 || slices.Contains(groups, s.Group)) {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-// preprocessAll returns the network inputs of samples through the preprocessing pp, in order.
-func preprocessAll(ctx context.Context, pp preprocess.Config, samples []dataset.Sample) ([][]float32, error) {
-	ld, err := loader.New(ctx, samples, loader.Config{Size: pp.Size, Transform: loader.Preprocess(pp),
-		BatchSize: 64, Lazy: true, CacheBytes: -1})
-	if err != nil {
-		return nil, err
-	}
-	defer ld.Close()
-	out := make([][]float32, len(samples))
-	px := pp.Size * pp.Size
-	for batch, err := range ld.Eval(ctx) {
-		if err != nil {
-			return nil, err
-		}
-		for j, idx := range batch.Index {
-			out[idx] = slices.Clone(batch.X[j*px : (j+1)*px])
-		}
-	}
-	for i, x := range out {
-		if x == nil {
-			return nil, fmt.Errorf("%s: not preprocessed", samples[i].Where())
-		}
-	}
-	return out, nil
-}
-
-func thresholdedRun(group string, val, rep []dataset.Sample, vs, rs []float64) (demoRun, error) {
-	th, err := metrics.SelectThreshold(vs, labelsOf(val), metrics.SelectOptions{})
-	if err != nil {
-		return demoRun{}, fmt.Errorf("choosing the threshold on validation: %w", err)
-	}
-	labels := labelsOf(rep)
-	r, err := metrics.Evaluate(rs, labels, th.Value)
-	if err != nil {
-		return demoRun{}, err
-	}
-	if r.AUC == nil {
-		return demoRun{}, fmt.Errorf("no AUC: %s", r.Note)
-	}
-	run := demoRun{Group: group, AUC: *r.AUC, Accuracy: r.Accuracy, MacroF1: r.MacroF1, Threshold: th.Value, Scores: rs, Abnormal: labels}
-	for _, s := range rep {
-		run.IDs = append(run.IDs, s.ID)
-	}
-	return run, nil
-}
-
-func splitOf(samples []dataset.Sample, group string, split dataset.Split) []dataset.Sample {
-	var out []dataset.Sample
-	for _, s := range samples {
-		if s.Group == group && s.Split == split {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-func labelsOf(samples []dataset.Sample) []bool {
-	out := make([]bool, len(samples))
-	for i, s := range samples {
-		out[i] = s.Label == dataset.Abnormal
-	}
-	return out
-}
-
-// meanImageStatistic is the training-free reference: an image's score is the mean squared difference between
-// its preprocessed pixels and the mean preprocessed training image of its group (the same error an L2
-// reconstruction baseline would get from a decoder that always outputs the average normal image).
-func meanImageStatistic(ctx context.Context, pp preprocess.Config, samples []dataset.Sample, groups []string, reported dataset.Split) ([]demoRun, error) {
-	var out []demoRun
-	for _, g := range groups {
-		trainSet := trainingSamples(samples, []string{g})
-		tx, err := preprocessAll(ctx, pp, trainSet)
-		if err != nil {
-			return nil, err
-		}
-		mean := make([]float64, len(tx[0]))
-		for _, x := range tx {
-			for i, v := range x {
-				mean[i] += float64(v) / float64(len(tx))
-			}
-		}
-		score := func(set []dataset.Sample) ([]float64, error) {
-			xs, err := preprocessAll(ctx, pp, set)
-			if err != nil {
-				return nil, err
-			}
-			s := make([]float64, len(xs))
-			for k, x := range xs {
-				for i, v := range x {
-					d := float64(v) - mean[i]
-					s[k] += d * d / float64(len(x))
-				}
-			}
-			return s, nil
-		}
-		val, rep := splitOf(samples, g, dataset.Val), splitOf(samples, g, reported)
-		vs, err := score(val)
-		if err != nil {
-			return nil, err
-		}
-		rs, err := score(rep)
-		if err != nil {
-			return nil, err
-		}
-		r, err := thresholdedRun(g, val, rep, vs, rs)
-		if err != nil {
-			return nil, fmt.Errorf("mean-image statistic, group %s: %w", g, err)
-		}
-		r.Method = rowStatistic
-		out = append(out, r)
-	}
-	return out, nil
-}
-
-// bootstrapAUC is the 95% percentile interval of the AUC over resamples that keep each class's count.
-func bootstrapAUC(scores []float64, abnormal []bool, resamples int, seed uint64) (lo, hi float64) {
-	var pos, neg []int
-	for i, a := range abnormal {
-		if a {
-			pos = append(pos, i)
-		} else {
-			neg = append(neg, i)
-		}
-	}
-	rng := rand.New(rand.NewPCG(seed, 0x5eed))
-	aucs := make([]float64, 0, resamples)
-	s := make([]float64, len(scores))
-	l := make([]bool, len(scores))
-	for range resamples {
-		k := 0
-		for _, class := range [][]int{pos, neg} {
-			for range class {
-				i := class[rng.IntN(len(class))]
-				s[k], l[k] = scores[i], abnormal[i]
-				k++
-			}
-		}
-		if a, err := metrics.AUC(s, l); err == nil {
-			aucs = append(aucs, a)
-		}
-	}
-	if len(aucs) == 0 {
-		return math.NaN(), math.NaN()
-	}
-	return metrics.Percentile(aucs, 2.5), metrics.Percentile(aucs, 97.5)
-}
-
 func methodLabel(method, model string) string {
 	switch method {
 	case rowStatistic:
@@ -624,7 +465,7 @@ func writeDemoSummary(b *strings.Builder, st demoSettings, groups []string, runs
 			}
 			auc := metrics.FormatMeanStd(field(rs, func(r demoRun) float64 { return r.AUC }))
 			if m == rowStatistic {
-				lo, hi := bootstrapAUC(rs[0].Scores, rs[0].Abnormal, 2000, st.DataSeed)
+				lo, hi := metrics.BootstrapAUC(rs[0].Scores, rs[0].Abnormal, 2000, st.DataSeed)
 				auc = fmt.Sprintf("%.2f [%.2f, %.2f]", 100*rs[0].AUC, 100*lo, 100*hi)
 			}
 			fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", g, methodLabel(m, st.Model), auc,
@@ -652,7 +493,7 @@ func writeVerdicts(b *strings.Builder, st demoSettings, groups []string, runs []
 			}
 		}
 		if rs := runsOf(runs, rowStatistic, g); len(rs) > 0 {
-			_, hi := bootstrapAUC(rs[0].Scores, rs[0].Abnormal, 2000, st.DataSeed)
+			_, hi := metrics.BootstrapAUC(rs[0].Scores, rs[0].Abnormal, 2000, st.DataSeed)
 			ref = math.Max(ref, 100*hi)
 		}
 		var parts []string

@@ -74,21 +74,27 @@ func demoExperiment(st demoSettings) experiment.Settings {
 	}
 }
 
-// runDemoCells runs (or resumes) the demo's experiment in out and returns its cells in plan order.
-func runDemoCells(ctx context.Context, st demoSettings, data *demoData, out string, stderr io.Writer) ([]*experiment.Result, error) {
+// runDemoCells runs (or resumes) the demo's experiment in out and returns its cells in plan order and its
+// training-free statistic.
+func runDemoCells(ctx context.Context, st demoSettings, data *demoData, out string, stderr io.Writer) ([]*experiment.Result, *experiment.Statistic, error) {
 	s := demoExperiment(st)
 	o := experiment.Options{Samples: data.samples, Progress: stderr, Logf: logTo(stderr), Version: version.String(), NoReport: true, Redo: true, Jobs: st.Jobs}
 	if _, err := experiment.Run(ctx, s, out, o); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	plan, err := experiment.Plan(s, experiment.GroupsOf(data.samples))
+	groups := experiment.GroupsOf(data.samples)
+	plan, err := experiment.Plan(s, groups)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	stat, err := experiment.LoadStatistic(s, groups, out)
+	if err != nil {
+		return nil, nil, err
 	}
 	// The directory may also hold cells of earlier runs with other seeds: only the planned ones count.
 	results, _, err := experiment.LoadResults(out)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	byID := map[string]*experiment.Result{}
 	for _, r := range results {
@@ -98,11 +104,32 @@ func runDemoCells(ctx context.Context, st demoSettings, data *demoData, out stri
 	for _, c := range plan {
 		r, ok := byID[c.ID]
 		if !ok {
-			return nil, fmt.Errorf("cell %s: not finished in %s", c.ID, out)
+			return nil, nil, fmt.Errorf("cell %s: not finished in %s", c.ID, out)
 		}
 		cells = append(cells, r)
 	}
-	return cells, nil
+	return cells, stat, nil
+}
+
+// statisticRuns are the demo's statistic rows, one per group in the demo's order (its per-image scores grouped by
+// label: neither the bootstrap, which resamples within each class, nor the sensitivity tables depend on that order).
+func statisticRuns(stat *experiment.Statistic, groups []string) ([]demoRun, error) {
+	if stat == nil {
+		return nil, fmt.Errorf("the experiment runner computed no training-free statistic")
+	}
+	all, err := runsOfEvaluation(stat.Evaluation, rowStatistic, 0, 0)
+	if err != nil {
+		return nil, fmt.Errorf("mean-image statistic, %w", err)
+	}
+	var runs []demoRun
+	for _, g := range groups {
+		for _, r := range all {
+			if r.Group == g {
+				runs = append(runs, r)
+			}
+		}
+	}
+	return runs, nil
 }
 
 // demoRowOf names the demo's row of each Table 1 variant; "-iter0" is appended for the network before training.
@@ -169,7 +196,7 @@ func demoMontage(ctx context.Context, st demoSettings, data *demoData, cells []*
 			if err != nil {
 				return nil, nil, err
 			}
-			row, err := heatmapRow(ctx, m, splitOf(data.samples, g, data.reported(st)), data.lesions)
+			row, err := heatmapRow(ctx, m, experiment.SplitOf(data.samples, g, data.reported(st)), data.lesions)
 			m.Framework.Base.Store().Free()
 			if err != nil {
 				return nil, nil, fmt.Errorf("cell %s: heat maps: %w", c.ID, err)

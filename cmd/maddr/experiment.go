@@ -87,6 +87,11 @@ func runExperimentTable(table experiment.Table, args []string, stdout, stderr io
 	if table == experiment.Table2 {
 		s.Mixed = false
 	}
+	for _, id := range strings.Split(*f.skipCells, ",") {
+		if id = strings.TrimSpace(id); id != "" {
+			s.SkipCells = append(s.SkipCells, id)
+		}
+	}
 	if *f.split != "test" { // the default stays unrecorded, as before the flag existed
 		s.Split = *f.split
 	}
@@ -143,6 +148,7 @@ type experimentFlags struct {
 	crop       *int
 	windowList *string
 	untrained  *bool
+	skipCells  *string
 	split      *string
 	mixed      *bool
 	roles      *string
@@ -181,7 +187,9 @@ func addExperimentFlags(fs *flag.FlagSet, table experiment.Table, def train.Conf
 	f.resize = fs.Int("resize", def.Preprocess.Resize, "resize before the centre crop (0: skip)")
 	f.crop = fs.Int("crop", def.Preprocess.Crop, "centre crop before the final resize (0: skip)")
 	f.windowList = fs.String("hu-windows", "", huWindowsUsage)
-	f.untrained = fs.Bool("untrained", false, "also score every cell's network before training (iteration 0, same seed and calibration): the reference that tells what training added")
+	f.untrained = fs.Bool("untrained", true, "also score every cell's network before training (iteration 0, same seed and calibration; no training, one scoring pass): the reference rows that tell what training added; a rerun adds them to cells finished without them")
+	f.skipCells = fs.String("skip-cells", "", "comma-separated cell IDs (as under OUT/cells/) or patterns such as 't1-dpa-mixed-*' to leave out of the plan: "+
+		"the report lists them as not planned (skipped by the user) instead of INCOMPLETE and covers the others; shards and finished cells stay as they are, and a skipped cell counts again once no longer skipped")
 	f.split = fs.String("split", "test", "split the cells are scored on: test, or val to compare candidate settings without looking at the test split")
 	f.mixed = fs.Bool("mixed", true, "table1: also train each baseline on all data sets without MADDR (reference for the t-SNE figure; = table2 row 3)")
 	f.roles = fs.String("roles", "", "table2: groups playing LiTS, Lung-CT and Lung-X-rays, comma-separated (default liver-ct,lung-ct,chest-xray as in the phantom; real Shenzhen data is lung-xray)")
@@ -253,8 +261,12 @@ func runExperimentCells(s experiment.Settings, dir string, o experiment.Options,
 		}
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: %d cells planned, %d in this shard (%s): %d run now, %d finished before\n",
-		s.Table, sum.Planned, sum.Owned, o.Shard, len(sum.Ran), len(sum.Skipped))
+	notPlanned := ""
+	if len(sum.NotPlanned) > 0 {
+		notPlanned = fmt.Sprintf("; %d not planned (skipped by the user)", len(sum.NotPlanned))
+	}
+	fmt.Fprintf(stdout, "%s: %d cells planned, %d in this shard (%s): %d run now, %d finished before%s\n",
+		s.Table, sum.Planned, sum.Owned, o.Shard, len(sum.Ran), len(sum.Skipped), notPlanned)
 	return printOutputs(stdout, dir, string(s.Table), sum.Outputs)
 }
 
