@@ -266,7 +266,7 @@ func holdWorkers(t *testing.T, s *Server) (started, gate chan struct{}) {
 
 func TestQueueTimeoutAndMetrics(t *testing.T) {
 	sc, mod := scorer(t)
-	s := New(sc, Info{ModelSHA256: "abc"}, Config{Workers: 1, QueueSize: 1, Timeout: 2 * time.Second})
+	s := New(sc, Info{ModelSHA256: "abc"}, Config{Workers: 1, QueueSize: 1, Timeout: 6 * time.Second}) // long enough for a queued upload on a loaded machine
 	started, gate := holdWorkers(t, s)
 	defer s.Close()
 	ts := httptest.NewServer(s.Handler())
