@@ -75,14 +75,38 @@ func (b *resBlock) forward(x *torch.Tensor) *torch.Tensor {
 	h := x.LeakyRelu(slope)
 	skip := x
 	if b.resample != nil {
-		h = b.resample(h)
+		h = replace(h, b.resample(h))
 		skip = b.resample(x)
 	}
-	h = b.conv2.Forward(b.conv1.Forward(h).LeakyRelu(slope))
+	h = replace(h, b.conv1.Forward(h))
+	h = replace(h, h.LeakyRelu(slope))
+	h = replace(h, b.conv2.Forward(h))
 	if b.skip != nil {
-		skip = b.skip.Forward(skip)
+		next := b.skip.Forward(skip)
+		if skip != x {
+			skip.Free()
+		}
+		skip = next
 	}
-	return skip.Add(h)
+	out := skip.Add(h)
+	h.Free()
+	if skip != x {
+		skip.Free()
+	}
+	return out
+}
+
+// replace frees old and returns next, the tensor computed from it. The
+// networks free each intermediate as soon as the next one exists, as Python
+// drops a temporary: a scope would otherwise hold every activation of the
+// pass until it closes. Scoring a batch of 32 at 64x64 held ~300 MiB of
+// them at once, which glibc kept as free heap below the reconstruction
+// afterwards (BENCHMARKS.md, "Where the memory goes"). Under autograd a freed
+// handle costs nothing: autograd holds its own reference to what backward
+// needs. The caller's input is never passed as old.
+func replace(old, next *torch.Tensor) *torch.Tensor {
+	old.Free()
+	return next
 }
 
 // stage is one resolution step: a resampling block followed by a PreAct block.
@@ -124,11 +148,15 @@ func newEncoder(s *nn.Store, size int, latent int64) *encoder {
 // forward maps images (B x 1 x S x S) to z (B x latent).
 func (e *encoder) forward(x *torch.Tensor) *torch.Tensor {
 	h := e.stem.Forward(x)
-	h = e.stemBlocks[1].forward(e.stemBlocks[0].forward(h))
+	h = replace(h, e.stemBlocks[0].forward(h))
+	h = replace(h, e.stemBlocks[1].forward(h))
 	for _, st := range e.stages {
-		h = st.pre.forward(st.change.forward(h))
+		h = replace(h, st.change.forward(h))
+		h = replace(h, st.pre.forward(h))
 	}
-	return e.latent.Forward(h.LeakyRelu(slope)).Flatten(1, -1)
+	h = replace(h, h.LeakyRelu(slope))
+	h = replace(h, e.latent.Forward(h))
+	return h.Flatten(1, -1)
 }
 
 // decoder mirrors the encoder:
@@ -158,9 +186,13 @@ func newDecoder(s *nn.Store, size int, latent int64) *decoder {
 
 // forward maps z (B x latent) to images (B x 1 x S x S), unbounded.
 func (d *decoder) forward(z *torch.Tensor) *torch.Tensor {
-	h := d.first.Forward(z.Reshape(z.Size(0), z.Size(1), 1, 1).LeakyRelu(slope))
+	h := z.Reshape(z.Size(0), z.Size(1), 1, 1)
+	h = replace(h, h.LeakyRelu(slope))
+	h = replace(h, d.first.Forward(h))
 	for _, st := range d.stages {
-		h = st.pre.forward(st.change.forward(h))
+		h = replace(h, st.change.forward(h))
+		h = replace(h, st.pre.forward(h))
 	}
-	return d.toImg.Forward(h.LeakyRelu(slope))
+	h = replace(h, h.LeakyRelu(slope))
+	return replace(h, d.toImg.Forward(h))
 }
