@@ -3,6 +3,7 @@ package dpa
 import (
 	"fmt"
 
+	"github.com/maddr-project/maddr/baselines/internal/backbone"
 	"github.com/maddr-project/maddr/nn"
 	"github.com/maddr-project/maddr/torch"
 )
@@ -71,16 +72,20 @@ func newResBlock(s *nn.Store, name string, in, out int64, r resampling) *resBloc
 	return b
 }
 
+// forward frees each intermediate as soon as the next one exists, as Python
+// drops a temporary (backbone.Replace); the networks' passes below do the
+// same, so a scoring batch no longer holds ~300 MiB of activations at once.
+// The caller's x is never freed.
 func (b *resBlock) forward(x *torch.Tensor) *torch.Tensor {
 	h := x.LeakyRelu(slope)
 	skip := x
 	if b.resample != nil {
-		h = replace(h, b.resample(h))
+		h = backbone.Replace(h, b.resample(h))
 		skip = b.resample(x)
 	}
-	h = replace(h, b.conv1.Forward(h))
-	h = replace(h, h.LeakyRelu(slope))
-	h = replace(h, b.conv2.Forward(h))
+	h = backbone.Replace(h, b.conv1.Forward(h))
+	h = backbone.Replace(h, h.LeakyRelu(slope))
+	h = backbone.Replace(h, b.conv2.Forward(h))
 	if b.skip != nil {
 		next := b.skip.Forward(skip)
 		if skip != x {
@@ -94,19 +99,6 @@ func (b *resBlock) forward(x *torch.Tensor) *torch.Tensor {
 		skip.Free()
 	}
 	return out
-}
-
-// replace frees old and returns next, the tensor computed from it. The
-// networks free each intermediate as soon as the next one exists, as Python
-// drops a temporary: a scope would otherwise hold every activation of the
-// pass until it closes. Scoring a batch of 32 at 64x64 held ~300 MiB of
-// them at once, which glibc kept as free heap below the reconstruction
-// afterwards (BENCHMARKS.md, "Where the memory goes"). Under autograd a freed
-// handle costs nothing: autograd holds its own reference to what backward
-// needs. The caller's input is never passed as old.
-func replace(old, next *torch.Tensor) *torch.Tensor {
-	old.Free()
-	return next
 }
 
 // stage is one resolution step: a resampling block followed by a PreAct block.
@@ -148,14 +140,14 @@ func newEncoder(s *nn.Store, size int, latent int64) *encoder {
 // forward maps images (B x 1 x S x S) to z (B x latent).
 func (e *encoder) forward(x *torch.Tensor) *torch.Tensor {
 	h := e.stem.Forward(x)
-	h = replace(h, e.stemBlocks[0].forward(h))
-	h = replace(h, e.stemBlocks[1].forward(h))
+	h = backbone.Replace(h, e.stemBlocks[0].forward(h))
+	h = backbone.Replace(h, e.stemBlocks[1].forward(h))
 	for _, st := range e.stages {
-		h = replace(h, st.change.forward(h))
-		h = replace(h, st.pre.forward(h))
+		h = backbone.Replace(h, st.change.forward(h))
+		h = backbone.Replace(h, st.pre.forward(h))
 	}
-	h = replace(h, h.LeakyRelu(slope))
-	h = replace(h, e.latent.Forward(h))
+	h = backbone.Replace(h, h.LeakyRelu(slope))
+	h = backbone.Replace(h, e.latent.Forward(h))
 	return h.Flatten(1, -1)
 }
 
@@ -187,12 +179,12 @@ func newDecoder(s *nn.Store, size int, latent int64) *decoder {
 // forward maps z (B x latent) to images (B x 1 x S x S), unbounded.
 func (d *decoder) forward(z *torch.Tensor) *torch.Tensor {
 	h := z.Reshape(z.Size(0), z.Size(1), 1, 1)
-	h = replace(h, h.LeakyRelu(slope))
-	h = replace(h, d.first.Forward(h))
+	h = backbone.Replace(h, h.LeakyRelu(slope))
+	h = backbone.Replace(h, d.first.Forward(h))
 	for _, st := range d.stages {
-		h = replace(h, st.change.forward(h))
-		h = replace(h, st.pre.forward(h))
+		h = backbone.Replace(h, st.change.forward(h))
+		h = backbone.Replace(h, st.pre.forward(h))
 	}
-	h = replace(h, h.LeakyRelu(slope))
-	return replace(h, d.toImg.Forward(h))
+	h = backbone.Replace(h, h.LeakyRelu(slope))
+	return backbone.Replace(h, d.toImg.Forward(h))
 }
