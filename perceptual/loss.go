@@ -162,18 +162,30 @@ func (l *Loss) PerImageFromTarget(t32, t42, recon *torch.Tensor) *torch.Tensor {
 // flips wherever the two maps nearly agree.
 func (l *Loss) relative(i int, target, recon *torch.Tensor) *torch.Tensor {
 	dims := []int64{1, 2, 3}
+	// Each feature-sized intermediate is freed once used, so that they do
+	// not wait in the caller's scope for the batch to end.
 	var nt, scale *torch.Tensor
 	if err := torch.NoGrad(func() error {
-		nt = target.Sub(l.mean[i]).Div(l.div[i])
-		scale = nt.Abs().MeanDims(dims, false)
+		centred := target.Sub(l.mean[i])
+		nt = centred.Div(l.div[i])
+		centred.Free()
+		abs := nt.Abs()
+		scale = abs.MeanDims(dims, false)
+		abs.Free()
 		return scale.Err()
 	}); err != nil {
 		return torch.Failed(err)
 	}
-	nr := recon.Sub(l.mean[i]).Div(l.div[i])
-	d := nr.Sub(nt).Abs().MeanDims(dims, false).Div(scale)
+	centred := recon.Sub(l.mean[i])
+	nr := centred.Div(l.div[i])
+	centred.Free()
+	diff := nr.Sub(nt)
 	nt.Free()
 	nr.Free()
+	abs := diff.Abs()
+	diff.Free()
+	d := abs.MeanDims(dims, false).Div(scale)
+	abs.Free()
 	return d
 }
 

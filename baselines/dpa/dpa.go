@@ -353,28 +353,35 @@ func (d *DPA) TrainStep(s *torch.Scope, step baselines.Step) (baselines.Losses, 
 	if err := d.checkImages(step.X); err != nil {
 		return nil, err
 	}
-	x := s.AliasIn(step.X)
-	z := d.enc.forward(x)
-	recon := d.dec.forward(z)
-	var rp *torch.Tensor
-	if d.targets != nil && !step.Mixup && step.Samples != nil {
-		t32, t42, err := d.targets.Features(s, x, step.Samples)
-		if err != nil {
-			return nil, fmt.Errorf("dpa: iteration %d: %w", step.Iter, err)
-		}
-		rp = d.rp.PerImageFromTarget(t32, t42, recon).Mean()
-	} else {
-		rp = d.rp.PerImage(x, recon).Mean()
-	}
-	l1 := recon.Sub(x).Abs().Mean()
-	total := rp.Add(l1.MulScalar(L1Weight))
+	var rp, l1, total *torch.Tensor
 	losses := baselines.Losses{}
-	total, err := backbone.AddHook(step.Hook, z, total, losses)
+	err := backbone.Forward(s, func(fs *torch.Scope) error {
+		x := fs.AliasIn(step.X)
+		z := d.enc.forward(x)
+		recon := d.dec.forward(z)
+		if d.targets != nil && !step.Mixup && step.Samples != nil {
+			t32, t42, err := d.targets.Features(fs, x, step.Samples)
+			if err != nil {
+				return fmt.Errorf("dpa: iteration %d: %w", step.Iter, err)
+			}
+			rp = d.rp.PerImageFromTarget(t32, t42, recon).Mean()
+		} else {
+			rp = d.rp.PerImage(x, recon).Mean()
+		}
+		l1 = recon.Sub(x).Abs().Mean()
+		total = rp.Add(l1.MulScalar(L1Weight))
+		var err error
+		total, err = backbone.AddHook(step.Hook, z, total, losses)
+		if err != nil {
+			return fmt.Errorf("dpa: %w", err)
+		}
+		if err := total.Err(); err != nil {
+			return fmt.Errorf("dpa: iteration %d: %w", step.Iter, err)
+		}
+		return nil
+	}, &rp, &l1, &total)
 	if err != nil {
-		return nil, fmt.Errorf("dpa: %w", err)
-	}
-	if err := total.Err(); err != nil {
-		return nil, fmt.Errorf("dpa: iteration %d: %w", step.Iter, err)
+		return nil, err
 	}
 	if err := backbone.Record(losses, map[string]*torch.Tensor{"rp": rp, "l1": l1, "total": total}); err != nil {
 		return nil, fmt.Errorf("dpa: iteration %d: %w", step.Iter, err)

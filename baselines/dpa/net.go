@@ -3,6 +3,7 @@ package dpa
 import (
 	"fmt"
 
+	"github.com/maddr-project/maddr/baselines/internal/backbone"
 	"github.com/maddr-project/maddr/nn"
 	"github.com/maddr-project/maddr/torch"
 )
@@ -71,18 +72,33 @@ func newResBlock(s *nn.Store, name string, in, out int64, r resampling) *resBloc
 	return b
 }
 
+// forward frees each intermediate as soon as the next one exists, as Python
+// drops a temporary (backbone.Replace); the networks' passes below do the
+// same, so a scoring batch no longer holds ~300 MiB of activations at once.
+// The caller's x is never freed.
 func (b *resBlock) forward(x *torch.Tensor) *torch.Tensor {
 	h := x.LeakyRelu(slope)
 	skip := x
 	if b.resample != nil {
-		h = b.resample(h)
+		h = backbone.Replace(h, b.resample(h))
 		skip = b.resample(x)
 	}
-	h = b.conv2.Forward(b.conv1.Forward(h).LeakyRelu(slope))
+	h = backbone.Replace(h, b.conv1.Forward(h))
+	h = backbone.Replace(h, h.LeakyRelu(slope))
+	h = backbone.Replace(h, b.conv2.Forward(h))
 	if b.skip != nil {
-		skip = b.skip.Forward(skip)
+		next := b.skip.Forward(skip)
+		if skip != x {
+			skip.Free()
+		}
+		skip = next
 	}
-	return skip.Add(h)
+	out := skip.Add(h)
+	h.Free()
+	if skip != x {
+		skip.Free()
+	}
+	return out
 }
 
 // stage is one resolution step: a resampling block followed by a PreAct block.
@@ -124,11 +140,15 @@ func newEncoder(s *nn.Store, size int, latent int64) *encoder {
 // forward maps images (B x 1 x S x S) to z (B x latent).
 func (e *encoder) forward(x *torch.Tensor) *torch.Tensor {
 	h := e.stem.Forward(x)
-	h = e.stemBlocks[1].forward(e.stemBlocks[0].forward(h))
+	h = backbone.Replace(h, e.stemBlocks[0].forward(h))
+	h = backbone.Replace(h, e.stemBlocks[1].forward(h))
 	for _, st := range e.stages {
-		h = st.pre.forward(st.change.forward(h))
+		h = backbone.Replace(h, st.change.forward(h))
+		h = backbone.Replace(h, st.pre.forward(h))
 	}
-	return e.latent.Forward(h.LeakyRelu(slope)).Flatten(1, -1)
+	h = backbone.Replace(h, h.LeakyRelu(slope))
+	h = backbone.Replace(h, e.latent.Forward(h))
+	return h.Flatten(1, -1)
 }
 
 // decoder mirrors the encoder:
@@ -158,9 +178,13 @@ func newDecoder(s *nn.Store, size int, latent int64) *decoder {
 
 // forward maps z (B x latent) to images (B x 1 x S x S), unbounded.
 func (d *decoder) forward(z *torch.Tensor) *torch.Tensor {
-	h := d.first.Forward(z.Reshape(z.Size(0), z.Size(1), 1, 1).LeakyRelu(slope))
+	h := z.Reshape(z.Size(0), z.Size(1), 1, 1)
+	h = backbone.Replace(h, h.LeakyRelu(slope))
+	h = backbone.Replace(h, d.first.Forward(h))
 	for _, st := range d.stages {
-		h = st.pre.forward(st.change.forward(h))
+		h = backbone.Replace(h, st.change.forward(h))
+		h = backbone.Replace(h, st.pre.forward(h))
 	}
-	return d.toImg.Forward(h.LeakyRelu(slope))
+	h = backbone.Replace(h, h.LeakyRelu(slope))
+	return backbone.Replace(h, d.toImg.Forward(h))
 }

@@ -69,7 +69,7 @@ func TestParityWithPyTorch(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	losses, err := m.ganUpdate(x, fake, eps, zGen)
+	losses, err := m.ganUpdate(sc, x, fake, eps, zGen)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/maddr-project/maddr/baselines"
+	"github.com/maddr-project/maddr/baselines/internal/backbone"
 	"github.com/maddr-project/maddr/nn"
 	"github.com/maddr-project/maddr/torch"
 )
@@ -27,7 +28,7 @@ func (m *Model) TrainStep(s *torch.Scope, step baselines.Step) (baselines.Losses
 			return nil, fmt.Errorf("fanogan: entering the encoder stage: %w", err)
 		}
 	}
-	return m.encoderStep(x, step.Hook)
+	return m.encoderStep(s, x, step.Hook)
 }
 
 func (m *Model) checkBatch(x *torch.Tensor) error {
@@ -59,7 +60,7 @@ func (m *Model) ganStep(s *torch.Scope, x *torch.Tensor) (baselines.Losses, erro
 	if (m.state.CriticSteps+1)%m.cfg.NCritic == 0 {
 		zGen = s.Adopt(torch.Randn(m.noise, b, d))
 	}
-	return m.ganUpdate(x, fake, eps, zGen)
+	return m.ganUpdate(s, x, fake, eps, zGen)
 }
 
 // fakes are the critic's negative examples G(z), without a graph.
@@ -79,11 +80,19 @@ func (m *Model) fakes(z *torch.Tensor) (*torch.Tensor, error) {
 
 // ganUpdate updates the critic on real x against fake with interpolation
 // weights eps (B x 1 x 1 x 1), then, when zGen is set, the generator.
-func (m *Model) ganUpdate(x, fake, eps, zGen *torch.Tensor) (baselines.Losses, error) {
+func (m *Model) ganUpdate(s *torch.Scope, x, fake, eps, zGen *torch.Tensor) (baselines.Losses, error) {
 	if err := m.optD.ZeroGrad(); err != nil {
 		return nil, err
 	}
-	c, err := m.criticLoss(x, fake, eps)
+	// Each forward pass runs in a scope of its own that only the loss terms
+	// outlive, so backward frees the activations as it goes
+	// (backbone.Forward).
+	var c criticTerms
+	err := backbone.Forward(s, func(fs *torch.Scope) error {
+		var err error
+		c, err = m.criticLoss(fs.AliasIn(x), fs.AliasIn(fake), fs.AliasIn(eps))
+		return err
+	}, &c.wgan, &c.gp, &c.total)
 	if err != nil {
 		return nil, err
 	}
@@ -108,8 +117,14 @@ func (m *Model) ganUpdate(x, fake, eps, zGen *torch.Tensor) (baselines.Losses, e
 	// its weight gradients saves a third of its backward pass.
 	critParams := m.store.Sub("critic").All()
 	setRequiresGrad(critParams, false)
-	g := m.generatorLoss(zGen)
-	err = g.Backward()
+	var g *torch.Tensor
+	err = backbone.Forward(s, func(fs *torch.Scope) error {
+		g = m.generatorLoss(fs.AliasIn(zGen))
+		return nil
+	}, &g)
+	if err == nil {
+		err = g.Backward()
+	}
 	setRequiresGrad(critParams, true)
 	if err != nil {
 		return nil, fmt.Errorf("fanogan: generator backward: %w", err)
@@ -182,26 +197,35 @@ func (m *Model) izifLoss(x, z *torch.Tensor) izifTerms {
 }
 
 // encoderStep is one izif update of the encoder (and MADDR's heads).
-func (m *Model) encoderStep(x *torch.Tensor, hook baselines.LatentHook) (baselines.Losses, error) {
+func (m *Model) encoderStep(s *torch.Scope, x *torch.Tensor, hook baselines.LatentHook) (baselines.Losses, error) {
 	if err := m.optE.ZeroGrad(); err != nil {
 		return nil, err
 	}
-	z := m.enc.forward(x, true)
-	t := m.izifLoss(x, z)
-	total := t.total
+	var t izifTerms
+	var total *torch.Tensor
 	losses := baselines.Losses{}
-	if hook != nil {
-		extra, logs, err := hook(z)
-		if err != nil {
-			return nil, fmt.Errorf("fanogan: latent hook: %w", err)
+	err := backbone.Forward(s, func(fs *torch.Scope) error {
+		x := fs.AliasIn(x)
+		z := m.enc.forward(x, true)
+		t = m.izifLoss(x, z)
+		total = t.total
+		if hook != nil {
+			extra, logs, err := hook(z)
+			if err != nil {
+				return fmt.Errorf("fanogan: latent hook: %w", err)
+			}
+			if extra == nil {
+				return fmt.Errorf("fanogan: latent hook returned no loss")
+			}
+			for k, v := range logs {
+				losses[k] = v
+			}
+			total = total.Add(extra)
 		}
-		if extra == nil {
-			return nil, fmt.Errorf("fanogan: latent hook returned no loss")
-		}
-		for k, v := range logs {
-			losses[k] = v
-		}
-		total = total.Add(extra)
+		return nil
+	}, &t.img, &t.feat, &total)
+	if err != nil {
+		return nil, err
 	}
 	if err := total.Backward(); err != nil {
 		return nil, fmt.Errorf("fanogan: encoder backward: %w", err)

@@ -215,36 +215,42 @@ func (m *Model) trainStep(s *torch.Scope, step baselines.Step) (baselines.Losses
 	fail := func(err error) (baselines.Losses, outputs, error) {
 		return nil, out, fmt.Errorf("ganomaly: step %d: %w", step.Iter, err)
 	}
-	x := s.AliasIn(step.X)
 	losses := baselines.Losses{}
 
 	// Generator step. D's features of the real batch do not depend on G, so
 	// they are detached; D's parameters still collect gradients through
-	// D(x_hat), which the D step discards.
+	// D(x_hat), which the D step discards. Only the outputs and the loss
+	// terms outlive the forward pass, so backward frees the rest as it goes.
 	if err := m.optG.ZeroGrad(); err != nil {
 		return fail(err)
 	}
-	out.z, out.xHat, out.zHat = m.generate(x, true)
-	out.predReal, out.featReal = m.nets.disc(x, true)
-	// The D step zeroes D's gradients before its own backward, so the
-	// generator's backward through D(x_hat) needs only the input gradient:
-	// with D's weights frozen for this pass, autograd skips computing their
-	// gradients (a third of D's backward work) and G's gradients are unchanged.
-	dParams := m.store.Sub("d").Trainable()
-	for _, p := range dParams {
-		p.T.SetRequiresGrad(false)
-	}
-	_, out.featFake = m.nets.disc(out.xHat, true)
-	for _, p := range dParams {
-		if err := p.T.SetRequiresGrad(true).Err(); err != nil {
-			return fail(err)
+	var adv, rec, enc, g *torch.Tensor
+	err := backbone.Forward(s, func(fs *torch.Scope) error {
+		x := fs.AliasIn(step.X)
+		out.z, out.xHat, out.zHat = m.generate(x, true)
+		out.predReal, out.featReal = m.nets.disc(x, true)
+		// The D step zeroes D's gradients before its own backward, so the
+		// generator's backward through D(x_hat) needs only the input gradient:
+		// with D's weights frozen for this pass, autograd skips computing their
+		// gradients (a third of D's backward work) and G's gradients are unchanged.
+		dParams := m.store.Sub("d").Trainable()
+		for _, p := range dParams {
+			p.T.SetRequiresGrad(false)
 		}
-	}
-	adv := out.featReal.Detach().Sub(out.featFake).Square().Mean()
-	rec := m.recError(x, out.xHat).Mean()
-	enc := out.z.Sub(out.zHat).Square().Mean()
-	g := adv.MulScalar(m.cfg.WAdv).Add(rec.MulScalar(m.cfg.WRec)).Add(enc.MulScalar(m.cfg.WEnc))
-	g, err := backbone.AddHook(step.Hook, out.z, g, losses)
+		_, out.featFake = m.nets.disc(out.xHat, true)
+		for _, p := range dParams {
+			if err := p.T.SetRequiresGrad(true).Err(); err != nil {
+				return err
+			}
+		}
+		adv = out.featReal.Detach().Sub(out.featFake).Square().Mean()
+		rec = m.recError(x, out.xHat).Mean()
+		enc = out.z.Sub(out.zHat).Square().Mean()
+		g = adv.MulScalar(m.cfg.WAdv).Add(rec.MulScalar(m.cfg.WRec)).Add(enc.MulScalar(m.cfg.WEnc))
+		var err error
+		g, err = backbone.AddHook(step.Hook, out.z, g, losses)
+		return err
+	}, &out.z, &out.xHat, &out.zHat, &out.predReal, &out.featReal, &out.featFake, &adv, &rec, &enc, &g)
 	if err != nil {
 		return fail(err)
 	}
@@ -259,13 +265,20 @@ func (m *Model) trainStep(s *torch.Scope, step baselines.Step) (baselines.Losses
 	if err := m.optD.ZeroGrad(); err != nil {
 		return fail(err)
 	}
-	out.predFake, _ = m.nets.disc(out.xHat.Detach(), true)
-	n := out.predReal.Size(0)
-	ones := s.Adopt(torch.Ones(n))
-	zeros := s.Adopt(torch.Zeros(n))
-	dReal := out.predReal.BinaryCrossEntropy(ones, torch.ReduceMean)
-	dFake := out.predFake.BinaryCrossEntropy(zeros, torch.ReduceMean)
-	d := dReal.Add(dFake).MulScalar(0.5)
+	var dReal, dFake, d *torch.Tensor
+	err = backbone.Forward(s, func(fs *torch.Scope) error {
+		out.predFake, _ = m.nets.disc(fs.AliasIn(out.xHat).Detach(), true)
+		n := out.predReal.Size(0)
+		ones := fs.Adopt(torch.Ones(n))
+		zeros := fs.Adopt(torch.Zeros(n))
+		dReal = out.predReal.BinaryCrossEntropy(ones, torch.ReduceMean)
+		dFake = out.predFake.BinaryCrossEntropy(zeros, torch.ReduceMean)
+		d = dReal.Add(dFake).MulScalar(0.5)
+		return d.Err()
+	}, &out.predFake, &dReal, &dFake, &d)
+	if err != nil {
+		return fail(err)
+	}
 	if err := d.Backward(); err != nil {
 		return fail(err)
 	}

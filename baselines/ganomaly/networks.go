@@ -67,11 +67,14 @@ func newDCGANEncoder(s *nn.Store, size, width, out int, finalInit nn.Init) *dcga
 	return e
 }
 
+// features frees each block's output once the next block has run (the
+// caller's x is left alone).
 func (e *dcganEncoder) features(x *torch.Tensor, train bool) *torch.Tensor {
-	for _, b := range e.blocks {
-		x = b.Forward(x, train)
+	h := e.blocks[0].Forward(x, train)
+	for _, b := range e.blocks[1:] {
+		h = backbone.Replace(h, b.Forward(h, train))
 	}
-	return x
+	return h
 }
 
 func (e *dcganEncoder) convs() []*torch.Tensor {
@@ -118,7 +121,7 @@ func newDCGANDecoder(s *nn.Store, size, width, latent int) *dcganDecoder {
 func (d *dcganDecoder) forward(z *torch.Tensor, train bool) *torch.Tensor {
 	h := z.Reshape(-1, d.latent, 1, 1)
 	for _, b := range d.blocks {
-		h = b.Forward(h, train)
+		h = backbone.Replace(h, b.Forward(h, train))
 	}
 	return h
 }
@@ -142,7 +145,8 @@ func newOriginal(s *nn.Store, c Config) (*networks, error) {
 	}
 	encode := func(e *dcganEncoder) func(*torch.Tensor, bool) *torch.Tensor {
 		return func(x *torch.Tensor, train bool) *torch.Tensor {
-			return e.final.Forward(e.features(x, train), train).Flatten(1, -1)
+			f := e.features(x, train)
+			return backbone.Replace(f, e.final.Forward(f, train)).Flatten(1, -1)
 		}
 	}
 	return &networks{

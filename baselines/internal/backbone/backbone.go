@@ -63,12 +63,25 @@ func (b *ConvBN) Forward(x *torch.Tensor, train bool) *torch.Tensor {
 		h = b.deconv.Forward(x)
 	}
 	if b.bn != nil {
-		h = b.bn.Forward(h, train)
+		h = Replace(h, b.bn.Forward(h, train))
 	}
 	if b.activate != nil {
-		h = b.activate(h)
+		h = Replace(h, b.activate(h))
 	}
 	return h
+}
+
+// Replace frees old and returns next, the tensor computed from it, so that a
+// forward pass holds one activation at a time instead of leaving each in the
+// caller's scope until it closes (scoring a batch kept them all: see
+// BENCHMARKS.md, "Memory with fixed malloc thresholds"). Under autograd this
+// costs nothing: autograd keeps its own reference to what backward needs.
+// The caller must not pass its input as old; next == old frees nothing.
+func Replace(old, next *torch.Tensor) *torch.Tensor {
+	if next != old {
+		old.Free()
+	}
+	return next
 }
 
 // BN is the block's BatchNorm, or nil.

@@ -157,6 +157,28 @@ func CheckImageSize(model string, stored, asked int) error {
 	return nil
 }
 
+// Forward runs fn, the forward pass of a training step, in a child scope of
+// s, moves the tensors that keep points at into s and frees the rest of fn's
+// tensors when fn returns, before the caller's backward. fn aliases its
+// inputs into the child scope it is given, so that every result derived from
+// them lands there. Autograd holds its own reference to each tensor backward
+// needs and drops it once backward has passed it, as PyTorch does; a Go
+// handle still open would keep the tensor alive until the step ends, so
+// without this a step's peak held every activation of the forward pass plus
+// the gradients of backward (BENCHMARKS.md, "Memory with fixed malloc
+// thresholds"). Results are unchanged: only the moment memory is released.
+func Forward(s *torch.Scope, fn func(fs *torch.Scope) error, keep ...**torch.Tensor) error {
+	fs := s.Child()
+	defer fs.Close()
+	if err := fn(fs); err != nil {
+		return err
+	}
+	for _, t := range keep {
+		*t = fs.Keep(*t)
+	}
+	return nil
+}
+
 // Eval runs fn without gradients in a scope of its own, so the intermediates
 // are freed at once, and returns fn's result unscoped: the caller owns it
 // (adopt it into a scope or Free it).
