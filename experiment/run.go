@@ -224,6 +224,11 @@ func runCells(ctx context.Context, s Settings, todo []Cell, samples []dataset.Sa
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// Every cell of this worker, its scoring included, runs on one OS
+			// thread with the cell's thread count (OpenMP keeps it per thread).
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			torch.SetNumThreads(s.Threads)
 			for k := range next {
 				c := todo[k]
 				label := fmt.Sprintf("[%d/%d] %s", k+1, len(todo), c.ID)

@@ -200,6 +200,9 @@ func CUDAAvailable() bool { return C.mt_cuda_available() != 0 }
 func CUDADeviceCount() int { return int(C.mt_cuda_device_count()) }
 
 // SetNumThreads sets libtorch's intra-op thread count; n <= 0 means all cores.
+// OpenMP keeps the count per OS thread: it applies to the calling thread and
+// to threads that first use libtorch afterwards, so a goroutine should lock
+// its OS thread before calling it (see Threads above).
 func SetNumThreads(n int) {
 	if n <= 0 {
 		n = runtime.NumCPU()

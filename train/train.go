@@ -189,11 +189,15 @@ func Run(ctx context.Context, cfg Config, dir string, o Options) (*Result, error
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	torch.SetNumThreads(cfg.Threads)
 	// One OS thread drives libtorch for the whole run (see package torch,
 	// Threads): it halved the peak memory of a DPA step and kept both cores busy.
+	// Locked before the thread count is set, because OpenMP keeps that count
+	// per OS thread: set first, the run could move to a thread that still has
+	// another count (with cells side by side, a one-thread cell on a
+	// two-thread OpenMP team competes with its neighbour for the cores).
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	torch.SetNumThreads(cfg.Threads)
 
 	if err := r.openData(ctx); err != nil {
 		return nil, err
