@@ -40,7 +40,7 @@ func init() {
 const (
 	demoDefaultModel      = "ae"
 	demoDefaultDifficulty = 0.0
-	demoDefaultSize       = 32
+	demoDefaultSize       = 16
 	demoDefaultSeeds      = "1,2,3"
 	demoDefaultWindows    = "liver=60:160,lung=-800:400"
 	demoDefaultScale      = 3.0
