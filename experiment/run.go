@@ -22,6 +22,7 @@ import (
 	"github.com/maddr-project/maddr/evaluate"
 	"github.com/maddr-project/maddr/metrics"
 	"github.com/maddr-project/maddr/modelfile"
+	"github.com/maddr-project/maddr/progress"
 	"github.com/maddr-project/maddr/torch"
 	"github.com/maddr-project/maddr/train"
 )
@@ -32,7 +33,9 @@ type Options struct {
 	Shard Shard
 	// Samples, when set, replaces loading Settings.Sources.
 	Samples []dataset.Sample
-	// Progress receives progress bars (nil: none).
+	// Progress receives progress bars (nil: none). Cells run side by side
+	// share it through a progress.Board; pass a Board that Logf writes to as
+	// well, so that log lines never land inside a bar.
 	Progress io.Writer
 	// Logf receives notes and one line per cell (nil: discarded).
 	Logf func(format string, args ...any)
@@ -210,7 +213,9 @@ func runCells(ctx context.Context, s Settings, todo []Cell, samples []dataset.Sa
 		defer torch.SetBLASThreads(blas)
 	}
 	if o.Progress != nil {
-		o.Progress = &lockedWriter{w: o.Progress}
+		// The cells' bars share the stream: each gets a line of its own on a
+		// terminal, and on a log their lines do not interleave.
+		o.Progress = progress.NewBoard(o.Progress)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -264,19 +269,6 @@ feed:
 		return context.Cause(ctx)
 	}
 	return firstErr
-}
-
-// lockedWriter lets cells running side by side share one progress stream
-// without interleaving inside a line.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // pendingCells sorts the shard's cells into those finished in dir with the

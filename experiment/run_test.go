@@ -1,12 +1,14 @@
 package experiment
 
 import (
+	"bytes"
 	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -389,12 +391,28 @@ func TestJobsSameCellsAsSequential(t *testing.T) {
 	if _, err := Run(ctxP, s, par, Options{Samples: samples, NoReport: true, Jobs: 2, AfterStep: stop}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted parallel run: err = %v", err)
 	}
-	sum, err := Run(ctx, s, par, Options{Samples: samples, NoReport: true, Jobs: 2})
+	// The cells' bars share one writer (through a progress.Board) without
+	// mixing their lines.
+	var bars bytes.Buffer
+	sum, err := Run(ctx, s, par, Options{Samples: samples, NoReport: true, Jobs: 2, Progress: &bars})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(sum.Ran)+len(sum.Skipped) != 5 || !slices.Contains(sum.Ran, "t1-ae-mixed-s1") {
 		t.Fatalf("resumed parallel run: ran %v, skipped %v", sum.Ran, sum.Skipped)
+	}
+	barLine := regexp.MustCompile(`^\[\d/\d\] t1-\S+ \d+/\d+ \[[=> ]+\] `)
+	finals := 0
+	for _, line := range strings.Split(strings.TrimSuffix(bars.String(), "\n"), "\n") {
+		if !barLine.MatchString(line) {
+			t.Errorf("progress line %q is not one bar's", line)
+		}
+		if strings.Contains(line, " done") {
+			finals++
+		}
+	}
+	if finals != len(sum.Ran) {
+		t.Errorf("%d final bar lines for %d cells run:\n%s", finals, len(sum.Ran), bars.String())
 	}
 	want, _, err := LoadResults(seq)
 	if err != nil {

@@ -6,7 +6,9 @@
 //
 // On a terminal the line is redrawn in place; in a log file or CI output,
 // where "\r" redraws would pile up, a full line is printed every few seconds
-// instead. Finish prints the final line either way.
+// instead. Finish prints the final line either way. Several bars at once, and
+// log lines between them, share a terminal through a Board, which gives each
+// bar a line of its own.
 package progress
 
 import (
@@ -24,9 +26,11 @@ type Mode int
 
 const (
 	// Auto redraws in place when the writer is a terminal (an *os.File on a
-	// character device) and prints periodic lines otherwise.
+	// character device, or a Board on one) and prints periodic lines
+	// otherwise.
 	Auto Mode = iota
-	// Redraw rewrites one line in place with "\r", at most once per MinRedraw.
+	// Redraw rewrites one line in place with "\r", at most once per
+	// MinRedraw; on a Board, the bar's own line of the board.
 	Redraw
 	// Lines prints one full line every Interval, for logs.
 	Lines
@@ -75,8 +79,11 @@ type Bar struct {
 	opts  Options
 	now   func() time.Time
 	mode  Mode
+	// board is w when it is a Board; a Redraw bar then draws on line.
+	board *Board
 
 	mu       sync.Mutex
+	line     *boardLine // nil until the first draw
 	start    time.Time
 	done     int // iterations, including opts.Start
 	items    int64
@@ -90,7 +97,7 @@ type Bar struct {
 }
 
 // New starts a bar for total iterations (0 or less if unknown: no bar,
-// percentage or ETA) written to w, usually os.Stderr.
+// percentage or ETA) written to w, usually os.Stderr or a Board on it.
 func New(w io.Writer, total int, opts Options) *Bar {
 	if opts.Interval <= 0 {
 		opts.Interval = DefaultInterval
@@ -105,14 +112,15 @@ func New(w io.Writer, total int, opts Options) *Bar {
 	if now == nil {
 		now = time.Now
 	}
+	board, _ := w.(*Board)
 	mode := opts.Mode
 	if mode == Auto {
 		mode = Lines
-		if isTerminal(w) {
+		if board != nil && board.Terminal() || isTerminal(w) {
 			mode = Redraw
 		}
 	}
-	b := &Bar{w: w, total: total, opts: opts, now: now, mode: mode, done: opts.Start, values: map[string]float64{}}
+	b := &Bar{w: w, total: total, opts: opts, now: now, mode: mode, board: board, done: opts.Start, values: map[string]float64{}}
 	b.start = now()
 	b.lastDraw = b.start
 	return b
@@ -182,8 +190,18 @@ func (b *Bar) maybeDrawLocked() {
 }
 
 // redrawLocked overwrites the current terminal line, blanking what is left
-// of a longer previous line.
+// of a longer previous line, or the bar's line of the board.
 func (b *Bar) redrawLocked(line string) {
+	if b.board != nil {
+		var err error
+		if b.line == nil {
+			b.line, err = b.board.add(line)
+		} else {
+			err = b.board.update(b.line, line)
+		}
+		b.keepErrLocked(err)
+		return
+	}
 	n := utf8.RuneCountInString(line)
 	pad := ""
 	if n < b.lastLen {
@@ -196,18 +214,24 @@ func (b *Bar) redrawLocked(line string) {
 // writeLocked writes and remembers the first error for Err: a progress line
 // that cannot be shown is no reason to stop the work it reports on.
 func (b *Bar) writeLocked(s string) {
-	if _, err := io.WriteString(b.w, s); err != nil && b.err == nil {
+	_, err := io.WriteString(b.w, s)
+	b.keepErrLocked(err)
+}
+
+func (b *Bar) keepErrLocked(err error) {
+	if err != nil && b.err == nil {
 		b.err = err
 	}
 }
 
 // Printf prints a message on its own line (a checkpoint saved, a warning)
-// without garbling the bar, which is redrawn below it on a terminal.
+// without garbling the bar, which is redrawn below it on a terminal (on a
+// Board, the message goes above the board's block of bars).
 func (b *Bar) Printf(format string, args ...any) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	msg := strings.TrimRight(fmt.Sprintf(format, args...), "\n")
-	if b.mode == Redraw && b.drawn && !b.finished {
+	if b.mode == Redraw && b.board == nil && b.drawn && !b.finished {
 		b.redrawLocked(msg)
 		b.writeLocked("\n")
 		b.lastLen = 0
@@ -226,10 +250,14 @@ func (b *Bar) Finish() {
 		return
 	}
 	line := b.lineLocked(b.now(), true)
-	if b.mode == Redraw {
+	switch {
+	case b.mode == Redraw && b.line != nil:
+		// The final line leaves the block and stays above it.
+		b.keepErrLocked(b.board.finish(b.line, line))
+	case b.mode == Redraw && b.board == nil:
 		b.redrawLocked(line)
 		b.writeLocked("\n")
-	} else {
+	default:
 		b.writeLocked(line + "\n")
 	}
 	b.finished = true
