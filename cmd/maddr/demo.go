@@ -27,7 +27,6 @@ import (
 	"github.com/maddr-project/maddr/metrics"
 	"github.com/maddr-project/maddr/modelfile"
 	"github.com/maddr-project/maddr/preprocess"
-	"github.com/maddr-project/maddr/progress"
 	"github.com/maddr-project/maddr/report"
 	"github.com/maddr-project/maddr/train"
 )
@@ -129,7 +128,6 @@ type demoSettings struct {
 func defaultDemoJobs() int { return min(2, runtime.NumCPU()) }
 
 func runDemo(args []string, stdout, stderr io.Writer) error {
-	stderr = progress.NewBoard(stderr) // the progress bars and the log lines around them share it
 	st, out, err := parseDemoFlags(args, stderr)
 	if err != nil {
 		return err

@@ -15,7 +15,6 @@ import (
 	"github.com/maddr-project/maddr/dataset"
 	"github.com/maddr-project/maddr/experiment"
 	"github.com/maddr-project/maddr/metrics"
-	"github.com/maddr-project/maddr/progress"
 	"github.com/maddr-project/maddr/train"
 	"github.com/maddr-project/maddr/version"
 )
@@ -57,7 +56,6 @@ Run 'maddr experiment table1 -h' for the flags.`)
 }
 
 func runExperimentTable(table experiment.Table, args []string, stdout, stderr io.Writer) error {
-	stderr = progress.NewBoard(stderr) // the progress bars and the log lines around them share it
 	name := "experiment " + string(table)
 	fs := newFlagSet(name, stderr)
 	def := train.Defaults("dpa")

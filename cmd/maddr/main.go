@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/maddr-project/maddr/progress"
 	"github.com/maddr-project/maddr/torch"
 )
 
@@ -60,7 +61,9 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		printUsage(stderr)
 		return 2
 	}
-	if err := cmd.run(args[1:], stdout, stderr); err != nil {
+	// Every command writes its progress bars and its log lines through one
+	// Board, so that on a terminal a log line never lands inside a bar.
+	if err := cmd.run(args[1:], stdout, progress.NewBoard(stderr)); err != nil {
 		if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
 			return 2
 		}

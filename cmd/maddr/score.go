@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"github.com/maddr-project/maddr/atomicfile"
-	"github.com/maddr-project/maddr/progress"
 	"github.com/maddr-project/maddr/score"
 	"github.com/maddr-project/maddr/version"
 	"github.com/maddr-project/maddr/watch"
@@ -56,7 +55,6 @@ type scoreArgs struct {
 }
 
 func runScore(args []string, stdout, stderr io.Writer) error {
-	stderr = progress.NewBoard(stderr) // the progress bars and the log lines around them share it
 	a, err := parseScoreArgs(args, stdout, stderr)
 	if err != nil {
 		return err

@@ -20,7 +20,6 @@ import (
 	"github.com/maddr-project/maddr/dataset"
 	"github.com/maddr-project/maddr/maddr"
 	"github.com/maddr-project/maddr/perceptual"
-	"github.com/maddr-project/maddr/progress"
 	"github.com/maddr-project/maddr/torch"
 	"github.com/maddr-project/maddr/train"
 )
@@ -189,7 +188,6 @@ func (f *modelOptionFlags) options() (json.RawMessage, error) {
 }
 
 func runTrain(args []string, stdout, stderr io.Writer) error {
-	stderr = progress.NewBoard(stderr) // the progress bars and the log lines around them share it
 	fs := newFlagSet("train", stderr)
 	def := train.Defaults("dpa")
 	var data specList
