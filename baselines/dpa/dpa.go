@@ -52,8 +52,9 @@ type Settings struct {
 	LR float64 `json:"lr,omitempty"`
 	// TargetCacheMiB bounds the cache of target VGG features reused across
 	// epochs when the training images do not change (0: DefaultTargetCacheMiB,
-	// negative: no cache). TargetCacheStorage is its element type: "float32"
-	// (default, exact), "float16" or "bfloat16" (half the memory, rounded).
+	// negative: no cache). TargetCacheStorage is its element type: "float16"
+	// (default: half the memory, the perceptual loss within ~1e-5 relative)
+	// or "float32" (the exact features: losses bit-identical to no cache).
 	TargetCacheMiB     int    `json:"target_cache_mib,omitempty"`
 	TargetCacheStorage string `json:"target_cache_storage,omitempty"`
 }
