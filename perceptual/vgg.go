@@ -19,6 +19,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/maddr-project/maddr/nn"
 	"github.com/maddr-project/maddr/pthfile"
@@ -127,6 +128,20 @@ type VGG struct {
 	// inScale and inShift map a [-1, 1] grey image to ImageNet-normalised
 	// input per RGB channel, (1, 3, 1, 1).
 	inScale, inShift *torch.Tensor
+
+	// Without autograd (scoring, the target side of the loss) each
+	// convolution and its ReLU run as one prepacked oneDNN primitive, built
+	// per input size and element type on first use. NoFusion turns this off.
+	NoFusion bool
+	fusedMu  sync.Mutex
+	fused    map[fusedKey]*[10]*torch.ConvReLU
+}
+
+// fusedKey identifies the prepacked convolutions for one input size and
+// element type (the batch size may vary).
+type fusedKey struct {
+	h, w  int64
+	dtype torch.DType
 }
 
 // NewVGG builds the network and loads its weights.
@@ -212,13 +227,76 @@ func NewVGG(o Options) (*VGG, error) {
 
 // Free releases the network's tensors.
 func (v *VGG) Free() {
+	v.dropFused()
 	v.store.Free()
 	v.inScale.Free()
 	v.inShift.Free()
 }
 
 // Store holds the VGG parameters under torchvision's names (features.N.weight).
-func (v *VGG) Store() *nn.Store { return v.store }
+// A caller may write weights through it, so the prepacked copies of the
+// weights are dropped and rebuilt on the next use.
+func (v *VGG) Store() *nn.Store {
+	v.dropFused()
+	return v.store
+}
+
+func (v *VGG) dropFused() {
+	v.fusedMu.Lock()
+	defer v.fusedMu.Unlock()
+	for _, packs := range v.fused {
+		if packs != nil {
+			for _, p := range packs {
+				p.Free()
+			}
+		}
+	}
+	v.fused = nil
+}
+
+// prepacked returns the fused convolutions for a channels-last input x of
+// dtype, or nil when they cannot be built for it (the caller then runs
+// convolution and ReLU separately, with the same results).
+func (v *VGG) prepacked(x *torch.Tensor, dtype torch.DType) *[10]*torch.ConvReLU {
+	shape := x.Shape()
+	key := fusedKey{h: shape[2], w: shape[3], dtype: dtype}
+	v.fusedMu.Lock()
+	defer v.fusedMu.Unlock()
+	if packs, ok := v.fused[key]; ok {
+		return packs
+	}
+	if v.fused == nil {
+		v.fused = map[fusedKey]*[10]*torch.ConvReLU{}
+	}
+	packs := new([10]*torch.ConvReLU)
+	in := []int64{shape[0], shape[1], shape[2], shape[3]}
+	err := torch.Run(func(s *torch.Scope) error {
+		for i, c := range v.convs {
+			w, b := c.W, c.B
+			if dtype != torch.Float32 {
+				w, b = s.Adopt(w.To(dtype)), s.Adopt(b.To(dtype))
+			}
+			p, err := torch.NewConvReLU(w, b, c.Opts, in)
+			if err != nil {
+				return err
+			}
+			packs[i] = p
+			in = []int64{in[0], v.widths[i], in[2], in[3]}
+			if poolAfter(i) {
+				in[2], in[3] = in[2]/2, in[3]/2
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		for _, p := range packs {
+			p.Free()
+		}
+		packs = nil
+	}
+	v.fused[key] = packs
+	return packs
+}
 
 // Channels returns the widths of r32 and r42.
 func (v *VGG) Channels() (r32, r42 int64) { return v.widths[convR32], v.widths[convR42] }
@@ -251,9 +329,27 @@ func (v *VGG) Features(x *torch.Tensor) (r32, r42 *torch.Tensor) {
 	next(h.Mul(v.inScale))
 	next(h.Add(v.inShift))
 	next(h.ContiguousAs(torch.ChannelsLast))
+	var packs *[10]*torch.ConvReLU
+	if !v.NoFusion && !torch.GradEnabled() {
+		// Under autocast the convolutions compute in its element type; the
+		// fused ones are given their input in it, as autocast would.
+		dtype := torch.Float32
+		if torch.AutocastEnabled() {
+			dtype = torch.AutocastDType()
+		}
+		if dtype == torch.Float32 || dtype == torch.BFloat16 {
+			if packs = v.prepacked(h, dtype); packs != nil && dtype != torch.Float32 {
+				next(h.To(dtype))
+			}
+		}
+	}
 	for i, c := range v.convs {
-		next(c.Forward(h))
-		next(h.Relu())
+		if packs != nil {
+			next(packs[i].Forward(h))
+		} else {
+			next(c.Forward(h))
+			next(h.Relu())
+		}
 		if i == convR32 {
 			r32 = h
 		}

@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/core/InferenceMode.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
@@ -25,6 +26,9 @@ struct mt_tensor_s {
 };
 struct mt_generator_s {
   at::Generator g;
+};
+struct mt_conv_relu_s {
+  c10::IValue context;  // the operator's own ConvOpContext object
 };
 struct mt_inference_mode_s {
   c10::InferenceMode guard;
@@ -540,6 +544,36 @@ mt_err mt_set_autocast_cpu(int on, int dtype) {
   })
 }
 int mt_autocast_cpu_enabled(void) { return at::autocast::is_cpu_enabled() ? 1 : 0; }
+int mt_autocast_cpu_dtype(void) { return dtype_code(at::autocast::get_autocast_cpu_dtype()); }
+
+// The prepacked convolution is a registered operator with a custom-class
+// context, so it is called through the dispatcher, boxed: the context stays
+// an IValue and no private ATen header is needed.
+mt_err mt_conv_relu_prepack(mt_tensor w, mt_tensor b, const int64_t *stride, const int64_t *padding, const int64_t *dilation, int64_t groups, const int64_t *input_size, mt_conv_relu *out) {
+  MT_TRY({
+    static const c10::OperatorHandle op = c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn_prepacked::conv2d_prepack", "");
+    std::vector<c10::IValue> stack;
+    stack.emplace_back(w->t);
+    stack.emplace_back(opt(b));
+    stack.emplace_back(std::vector<int64_t>(stride, stride + 2));
+    stack.emplace_back(std::vector<int64_t>(padding, padding + 2));
+    stack.emplace_back(std::vector<int64_t>(dilation, dilation + 2));
+    stack.emplace_back(groups);
+    stack.emplace_back(std::vector<int64_t>(input_size, input_size + 4));
+    stack.emplace_back(std::string("relu"));
+    op.callBoxed(&stack);
+    *out = new mt_conv_relu_s{std::move(stack.at(0))};
+  })
+}
+mt_err mt_conv_relu_run(mt_tensor x, mt_conv_relu c, mt_tensor *out) {
+  MT_TRY({
+    static const c10::OperatorHandle op = c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn_prepacked::conv2d_run", "");
+    std::vector<c10::IValue> stack{c10::IValue(x->t), c->context};
+    op.callBoxed(&stack);
+    *out = wrap(stack.at(0).toTensor());
+  })
+}
+void mt_conv_relu_free(mt_conv_relu c) { delete c; }
 void mt_autocast_clear_cache(void) { at::autocast::clear_cache(); }
 
 }  // extern "C"

@@ -39,7 +39,16 @@ mt_err mt_inference_mode_enter(mt_inference_mode *out); /* as c10::InferenceMode
 void mt_inference_mode_exit(mt_inference_mode m);      /* exits must nest inside enters on the same thread */
 mt_err mt_set_autocast_cpu(int on, int dtype);         /* CPU autocast (torch.autocast("cpu")) to dtype */
 int mt_autocast_cpu_enabled(void);
+int mt_autocast_cpu_dtype(void);                       /* the dtype code autocast computes in */
 void mt_autocast_clear_cache(void);
+
+/* oneDNN convolution with a fused ReLU (mkldnn_prepacked::conv2d_prepack with
+ * the "relu" post-op, then conv2d_run): weights reordered once, output
+ * written once. No autograd. */
+typedef struct mt_conv_relu_s *mt_conv_relu;
+mt_err mt_conv_relu_prepack(mt_tensor w, mt_tensor b, const int64_t *stride, const int64_t *padding, const int64_t *dilation, int64_t groups, const int64_t *input_size, mt_conv_relu *out);
+mt_err mt_conv_relu_run(mt_tensor x, mt_conv_relu c, mt_tensor *out);
+void mt_conv_relu_free(mt_conv_relu c);
 
 /* generators */
 mt_err mt_generator_new(uint64_t seed, mt_generator *out);
