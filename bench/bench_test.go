@@ -147,8 +147,9 @@ func TestVerdicts(t *testing.T) {
 		}
 	}
 	r.Schedule = &Result{Params: Params{Batch: 32, Size: 64, Steps: 20}, StepSeconds: 1.5,
-		Extra: map[string]float64{"iterations": 16000, "full_schedule_h": 6.67, "setup_and_first_iteration_s": 12}}
-	if md := r.Markdown(); !strings.Contains(md, "**6.7 hours**") {
+		Extra: map[string]float64{"iterations": 16000, "full_schedule_h": 6.67, "setup_and_first_iteration_s": 12,
+			"first_epoch_iterations": 23, "first_epoch_s_per_iteration": 1.9}}
+	if md := r.Markdown(); !strings.Contains(md, "**6.7 hours**") || !strings.Contains(md, "first epoch of 23 iterations at 1.90 s") {
 		t.Errorf("schedule missing from markdown:\n%s", md)
 	}
 }

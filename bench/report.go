@@ -143,10 +143,15 @@ func (r *Report) Markdown() string {
 	}
 	r.paperLength(&b)
 	if s := r.Schedule; s != nil {
+		first := ""
+		if n := s.Extra["first_epoch_iterations"]; n > 0 {
+			first = fmt.Sprintf(" after a first epoch of %.0f iterations at %.2f s (target features computed and cached)",
+				n, s.Extra["first_epoch_s_per_iteration"])
+		}
 		fmt.Fprintf(&b, "\nThe paper's full schedule (MADDR+DPA, %.0f iterations of batch %d at %dx%d, `train.Run` on the phantom data, "+
-			"loader and logging included): %.2f s per iteration (median of %d, cpu/wall %.2f), setup and first iteration %.0f s, "+
+			"loader and logging included): %.2f s per iteration (median of %d, cpu/wall %.2f)%s, setup and first iteration %.0f s, "+
 			"so **%.1f hours** on this machine; peak RSS %.0f MiB.\n",
-			s.Extra["iterations"], s.Batch, s.Size, s.Size, s.StepSeconds, s.Steps, s.CPUPerWall,
+			s.Extra["iterations"], s.Batch, s.Size, s.Size, s.StepSeconds, s.Steps, s.CPUPerWall, first,
 			s.Extra["setup_and_first_iteration_s"], s.Extra["full_schedule_h"], s.PeakRSSMiB)
 	}
 	for _, n := range r.Notes {

@@ -97,6 +97,10 @@ type Options struct {
 	// AfterStep, when set, is called after every iteration (experiments use
 	// it to watch losses; tests use it to interrupt a run).
 	AfterStep func(iter int, losses baselines.Losses)
+	// OnEpochLength, when set, receives the number of iterations in an
+	// epoch once the training set is loaded (the bench uses it to time
+	// steps after the first epoch, when DPA's target features are cached).
+	OnEpochLength func(iterations int)
 	// ValEvery evaluates validation AUC per group every so many iterations
 	// (and before the first and after the last); 0 does it
 	// DefaultValidations times evenly spaced plus both ends; negative never.
@@ -307,6 +311,9 @@ func (r *run) openData(ctx context.Context) error {
 	if r.ld.BatchesPerEpoch() == 0 {
 		r.ld.Close()
 		return fmt.Errorf("the training set has %d images, fewer than one batch of %d", r.ld.Len(), cfg.BatchSize)
+	}
+	if r.o.OnEpochLength != nil {
+		r.o.OnEpochLength(r.ld.BatchesPerEpoch())
 	}
 	return nil
 }
