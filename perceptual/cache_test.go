@@ -12,13 +12,9 @@ import (
 // with float16 within its rounding, and exactly for an image whose features
 // exceed float16's range (kept as float32).
 func TestTargetCacheMixedBatchesMatchVGG(t *testing.T) {
-	v, err := NewVGG(Options{RandomInit: true, Seed: 3, WidthDivisor: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Free()
+	v := randomVGG(t)
 	const side = 16
-	err = torch.Run(func(s *torch.Scope) error {
+	err := torch.Run(func(s *torch.Scope) error {
 		pool := randomImages(s, 11, 6, side)
 		// Image 5 is scaled far beyond [-1, 1] so that its features leave float16's range.
 		scale := make([]float32, 6)

@@ -8,6 +8,17 @@ import (
 	"github.com/maddr-project/maddr/torch"
 )
 
+// randomVGG is a narrow VGG (width / 8) with seeded random weights.
+func randomVGG(t *testing.T) *VGG {
+	t.Helper()
+	v, err := NewVGG(Options{RandomInit: true, Seed: 3, WidthDivisor: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Free)
+	return v
+}
+
 func randomImages(s *torch.Scope, seed uint64, n, side int) *torch.Tensor {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	xs := make([]float32, n*side*side)
@@ -62,12 +73,8 @@ func sameBits(t *testing.T, what string, got, want []float32) {
 // separate ops, in float32 and under bfloat16 autocast, for the batch size
 // it was prepacked for and for others.
 func TestFusedConvReLUFeaturesAreBitIdentical(t *testing.T) {
-	v, err := NewVGG(Options{RandomInit: true, Seed: 3, WidthDivisor: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Free()
-	err = torch.Run(func(s *torch.Scope) error {
+	v := randomVGG(t)
+	err := torch.Run(func(s *torch.Scope) error {
 		for _, dtype := range []torch.DType{torch.Float32, torch.BFloat16} {
 			for _, n := range []int{4, 3} {
 				x := randomImages(s, uint64(n), n, 32)
@@ -95,12 +102,8 @@ func TestFusedConvReLUFeaturesAreBitIdentical(t *testing.T) {
 // Weights written through Store must reach the fused path, which holds
 // prepacked copies of them.
 func TestFusedConvReLUFollowsNewWeights(t *testing.T) {
-	v, err := NewVGG(Options{RandomInit: true, Seed: 3, WidthDivisor: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Free()
-	err = torch.Run(func(s *torch.Scope) error {
+	v := randomVGG(t)
+	err := torch.Run(func(s *torch.Scope) error {
 		x := randomImages(s, 9, 2, 16)
 		before, _ := featuresOf(t, v, x, torch.Float32)
 		w := v.Store().Get("features.0.weight").T
@@ -128,12 +131,8 @@ func TestFusedConvReLUFollowsNewWeights(t *testing.T) {
 // With autograd recording, the features keep their gradient (the fused op
 // has none, so it must not be used).
 func TestFeaturesKeepTheirGradientWithFusionOn(t *testing.T) {
-	v, err := NewVGG(Options{RandomInit: true, Seed: 3, WidthDivisor: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Free()
-	err = torch.Run(func(s *torch.Scope) error {
+	v := randomVGG(t)
+	err := torch.Run(func(s *torch.Scope) error {
 		x := randomImages(s, 5, 2, 16).SetRequiresGrad(true)
 		_, r42 := v.Features(x)
 		if err := r42.Sum().Backward(); err != nil {
