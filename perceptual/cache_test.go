@@ -14,7 +14,7 @@ import (
 func TestTargetCacheMixedBatchesMatchVGG(t *testing.T) {
 	v := randomVGG(t)
 	const side = 16
-	err := torch.Run(func(s *torch.Scope) error {
+	inScope(t, func(s *torch.Scope) error {
 		pool := randomImages(s, 11, 6, side)
 		// Image 5 is scaled far beyond [-1, 1] so that its features leave float16's range.
 		scale := make([]float32, 6)
@@ -66,7 +66,4 @@ func TestTargetCacheMixedBatchesMatchVGG(t *testing.T) {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }

@@ -19,6 +19,14 @@ func randomVGG(t *testing.T) *VGG {
 	return v
 }
 
+// inScope runs fn in a fresh scope and fails the test on its error.
+func inScope(t *testing.T, fn func(s *torch.Scope) error) {
+	t.Helper()
+	if err := torch.Run(fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func randomImages(s *torch.Scope, seed uint64, n, side int) *torch.Tensor {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	xs := make([]float32, n*side*side)
@@ -74,7 +82,7 @@ func sameBits(t *testing.T, what string, got, want []float32) {
 // it was prepacked for and for others.
 func TestFusedConvReLUFeaturesAreBitIdentical(t *testing.T) {
 	v := randomVGG(t)
-	err := torch.Run(func(s *torch.Scope) error {
+	inScope(t, func(s *torch.Scope) error {
 		for _, dtype := range []torch.DType{torch.Float32, torch.BFloat16} {
 			for _, n := range []int{4, 3} {
 				x := randomImages(s, uint64(n), n, 32)
@@ -94,16 +102,13 @@ func TestFusedConvReLUFeaturesAreBitIdentical(t *testing.T) {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // Weights written through Store must reach the fused path, which holds
 // prepacked copies of them.
 func TestFusedConvReLUFollowsNewWeights(t *testing.T) {
 	v := randomVGG(t)
-	err := torch.Run(func(s *torch.Scope) error {
+	inScope(t, func(s *torch.Scope) error {
 		x := randomImages(s, 9, 2, 16)
 		before, _ := featuresOf(t, v, x, torch.Float32)
 		w := v.Store().Get("features.0.weight").T
@@ -123,16 +128,13 @@ func TestFusedConvReLUFollowsNewWeights(t *testing.T) {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // With autograd recording, the features keep their gradient (the fused op
 // has none, so it must not be used).
 func TestFeaturesKeepTheirGradientWithFusionOn(t *testing.T) {
 	v := randomVGG(t)
-	err := torch.Run(func(s *torch.Scope) error {
+	inScope(t, func(s *torch.Scope) error {
 		x := randomImages(s, 5, 2, 16).SetRequiresGrad(true)
 		_, r42 := v.Features(x)
 		if err := r42.Sum().Backward(); err != nil {
@@ -155,7 +157,4 @@ func TestFeaturesKeepTheirGradientWithFusionOn(t *testing.T) {
 		t.Error("the images' gradient is all zero")
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }

@@ -16,8 +16,7 @@ import (
 // same kernel accumulates, then clamps). It has no autograd: Forward refuses
 // to run while gradients are recorded.
 type ConvReLU struct {
-	h     C.mt_conv_relu
-	dtype DType
+	h C.mt_conv_relu
 }
 
 // NewConvReLU prepacks weight w and bias b (b may be nil) for inputs of
@@ -43,13 +42,11 @@ func NewConvReLU(w, b *Tensor, o ConvOptions, inputShape []int64) (*ConvReLU, er
 	}
 	runtime.KeepAlive(w)
 	runtime.KeepAlive(b)
-	return &ConvReLU{h: h, dtype: w.DType()}, nil
+	return &ConvReLU{h: h}, nil
 }
 
-// DType is the element type the weights were prepacked in; inputs must have it.
-func (c *ConvReLU) DType() DType { return c.dtype }
-
-// Forward is relu(conv2d(x)) for an input of c's element type.
+// Forward is relu(conv2d(x)) for an input of the element type the weights
+// were prepacked in.
 func (c *ConvReLU) Forward(x *Tensor) *Tensor {
 	if bad := precheck("conv_relu", x); bad != nil {
 		return bad
@@ -71,7 +68,3 @@ func (c *ConvReLU) Free() {
 		c.h = nil
 	}
 }
-
-// AutocastDType is the element type CPU autocast computes in on the
-// calling OS thread (meaningful while AutocastEnabled).
-func AutocastDType() DType { return DType(C.mt_autocast_cpu_dtype()) }

@@ -55,3 +55,7 @@ func Autocast(dtype DType, fn func() error) error {
 
 // AutocastEnabled reports whether CPU autocast is on for the calling OS thread.
 func AutocastEnabled() bool { return C.mt_autocast_cpu_enabled() != 0 }
+
+// AutocastDType is the element type CPU autocast computes in on the
+// calling OS thread (meaningful while AutocastEnabled).
+func AutocastDType() DType { return DType(C.mt_autocast_cpu_dtype()) }
