@@ -112,9 +112,13 @@ func Cases() []Case {
 		{Name: "dpa-score", Title: "DPA scoring (RP + 0.1 L1 per image)", PyTorch: true, run: runDPAScore},
 		{Name: "dpa-score-bf16", Title: "DPA scoring, --precision bf16 (against PyTorch fp32)", PyTorch: true, run: runDPAScoreBF16},
 		{Name: "ae-score", Title: "AE scoring", PyTorch: true, run: runAEScore},
+		{Name: "ae-score-bf16", Title: "AE scoring, --precision bf16 (against PyTorch fp32)", PyTorch: true, run: runScoreIn("ae", torch.BFloat16)},
 		{Name: "memae-score", Title: "MemAE scoring", PyTorch: true, run: runMemAEScore},
+		{Name: "memae-score-bf16", Title: "MemAE scoring, --precision bf16 (against PyTorch fp32)", PyTorch: true, run: runScoreIn("memae", torch.BFloat16)},
 		{Name: "ganomaly-score", Title: "GANomaly scoring", PyTorch: true, run: runGANomalyScore},
+		{Name: "ganomaly-score-bf16", Title: "GANomaly scoring, --precision bf16 (against PyTorch fp32)", PyTorch: true, run: runScoreIn("ganomaly", torch.BFloat16)},
 		{Name: "fanogan-score", Title: "f-AnoGAN scoring (izif)", PyTorch: true, run: runFAnoGANScore},
+		{Name: "fanogan-score-bf16", Title: "f-AnoGAN scoring, --precision bf16 (against PyTorch fp32)", PyTorch: true, run: runScoreIn("fanogan", torch.BFloat16)},
 		{Name: "loader-cold", Title: "data loader, every image decoded and preprocessed", run: runLoaderCold},
 		{Name: "loader-cached", Title: "data loader, preprocessed images cached", run: runLoaderCached},
 	}

@@ -11,14 +11,17 @@ import (
 )
 
 // ModelOf describes a loaded model file for result objects: its file name,
-// a version made of its baseline and creation time (a retrained model
-// differs in both), its SHA-256 (modelfile.Digest of the file) and the
+// a version made of its baseline, creation time (a retrained model differs
+// in both) and scoring precision, its SHA-256 (modelfile.Digest of the file) and the
 // running maddr build.
 func ModelOf(m *modelfile.Model, sha256, software string) Model {
 	version := m.Manifest.Model
 	if !m.Manifest.Created.IsZero() {
 		version += " " + m.Manifest.Created.UTC().Format(time.RFC3339)
 	}
+	// The arithmetic belongs to the version: bf16 scores differ from fp32
+	// ones in their last digits.
+	version += " " + modelfile.PrecisionName(m.Precision)
 	return Model{Name: filepath.Base(m.Path), Version: version, SHA256: sha256, Software: software}
 }
 

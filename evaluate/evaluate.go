@@ -205,7 +205,8 @@ func (r *Report) Thresholds() map[string]modelfile.Threshold {
 	out := map[string]modelfile.Threshold{}
 	for _, g := range r.Results.Groups {
 		scale := robustSpread(r.normalVal[g.Group])
-		out[g.Group] = modelfile.Threshold{Value: g.Threshold.Value, Method: g.Threshold.Method, Reason: g.Threshold.Reason, Scale: scale}
+		out[g.Group] = modelfile.Threshold{Value: g.Threshold.Value, Method: g.Threshold.Method, Reason: g.Threshold.Reason, Scale: scale,
+			Precision: r.Precision}
 	}
 	return out
 }

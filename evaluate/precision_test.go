@@ -76,4 +76,20 @@ func TestComparePrecisionScoresBothWays(t *testing.T) {
 	if _, err := modelfile.ParsePrecision("fp8"); err == nil {
 		t.Error("precision fp8 accepted")
 	}
+	// Thresholds remember the arithmetic of the scores they were chosen on,
+	// so that scoring in another one can say so.
+	m.Precision = torch.BFloat16
+	rep, err := evaluate.Evaluate(context.Background(), m, samples, metrics.SelectOptions{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	th := rep.Thresholds()
+	if len(th) != 3 {
+		t.Fatalf("thresholds %v: want 3 groups", th)
+	}
+	for g, v := range th {
+		if v.Precision != "bf16" {
+			t.Errorf("group %s: threshold chosen on bf16 scores records precision %q", g, v.Precision)
+		}
+	}
 }

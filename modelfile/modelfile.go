@@ -49,6 +49,10 @@ type Threshold struct {
 	// Scale maps raw scores to 0..1 with 0.5 at the threshold:
 	// normalised = 1 / (1 + exp(-(raw - Value) / Scale)).
 	Scale float64 `json:"scale"`
+	// Precision is the arithmetic of the validation scores Value was chosen
+	// on ("fp32" or "bf16"); files written before it was recorded chose
+	// theirs in fp32, the only default eval had then.
+	Precision string `json:"precision,omitempty"`
 }
 
 // Manifest is the JSON stored inside a model file.

@@ -2,12 +2,39 @@ package modelfile
 
 import (
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
 
 	"github.com/maddr-project/maddr/torch"
 )
 
-// ParsePrecision maps a --precision value to the arithmetic of scoring:
-// "fp32" (the default, exact) or "bf16" (libtorch's bfloat16 autocast).
+// AutoPrecision is the default --precision: each model family scores in the
+// arithmetic measured to be right for it on the CPU at hand (ChoosePrecision).
+const AutoPrecision = "auto"
+
+// autoBF16Families are the baselines that auto scores in bfloat16 on a CPU
+// with native bfloat16. A family belongs here when both halves of issue
+// #14's rule were measured (docs/precision.md): on trained models the test
+// AUC moved by at most 0.5 points on every phantom group and not at all on
+// the real fixtures, and bf16 scoring is much faster than fp32. DPA: AUC
+// within 0.14 points (0.39 for MADDR+DPA), scoring 1.5x faster. The AE passes the
+// AUC half but scores only ~8 % faster in bf16, MemAE and GANomaly 4-6 %,
+// f-AnoGAN 13 % (BENCHMARKS.md), too little to change every score they write.
+var autoBF16Families = []string{"dpa"}
+
+// nativeBF16 reports whether the CPU multiplies bfloat16 in hardware
+// (avx512_bf16 or AMX). Elsewhere oneDNN emulates bfloat16 and it is slower
+// than fp32, so auto never picks it there. A variable so tests can pin it.
+var nativeBF16 = sync.OnceValue(func() bool {
+	return slices.ContainsFunc(torch.CPUFlags(), func(f string) bool {
+		return f == "avx512_bf16" || strings.HasPrefix(f, "amx_bf16")
+	})
+})
+
+// ParsePrecision maps an explicit --precision value to the arithmetic of
+// scoring: "fp32" (exact) or "bf16" (libtorch's bfloat16 autocast). "auto"
+// depends on the model; use ChoosePrecision for it.
 func ParsePrecision(s string) (torch.DType, error) {
 	switch s {
 	case "", "fp32", "float32":
@@ -15,7 +42,26 @@ func ParsePrecision(s string) (torch.DType, error) {
 	case "bf16", "bfloat16":
 		return torch.BFloat16, nil
 	}
-	return 0, fmt.Errorf("unknown precision %q (fp32 or bf16)", s)
+	return 0, fmt.Errorf("unknown precision %q (auto, fp32 or bf16)", s)
+}
+
+// ChoosePrecision resolves a --precision value for a model of the given
+// baseline family (Manifest.Model). "auto" gives bf16 for the families in
+// autoBF16Families on CPUs with native bfloat16 and fp32 otherwise; why
+// says which of those decided, for the command's log.
+func ChoosePrecision(value, family string) (d torch.DType, why string, err error) {
+	if value != AutoPrecision {
+		d, err = ParsePrecision(value)
+		return d, "chosen with --precision", err
+	}
+	switch {
+	case !slices.Contains(autoBF16Families, family):
+		return torch.Float32, fmt.Sprintf("auto: %s scores in fp32, bf16 is not measured to be worth it for it; docs/precision.md", family), nil
+	case !nativeBF16():
+		return torch.Float32, "auto: this CPU has no native bfloat16 (avx512_bf16 or AMX); bf16 would be slower than fp32", nil
+	}
+	return torch.BFloat16, fmt.Sprintf("auto: %s on a CPU with native bfloat16; AUC unchanged within 0.5 points, "+
+		"about 1.5x faster; --precision fp32 for exact scores; docs/precision.md", family), nil
 }
 
 // PrecisionName is the --precision spelling of d.

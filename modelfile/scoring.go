@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -32,6 +33,24 @@ func GroupPairs(samples []dataset.Sample) map[string]GroupPair {
 			out[s.Group] = GroupPair{Organ: s.Organ, Modality: s.Modality}
 		}
 	}
+	return out
+}
+
+// ThresholdPrecisions lists, sorted and without repeats, the precisions the
+// thresholds were chosen in (see Threshold.Precision); empty without
+// thresholds.
+func (m Manifest) ThresholdPrecisions() []string {
+	var out []string
+	for _, t := range m.Thresholds {
+		p := t.Precision
+		if p == "" {
+			p = "fp32"
+		}
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
 	return out
 }
 

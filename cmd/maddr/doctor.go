@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/maddr-project/maddr/modelfile"
 	"github.com/maddr-project/maddr/perceptual"
 	"github.com/maddr-project/maddr/torch"
 	"github.com/maddr-project/maddr/version"
@@ -43,6 +44,11 @@ func runDoctor(args []string, stdout, stderr io.Writer) error {
 		row("cpu extensions", "unknown (no /proc/cpuinfo)")
 	} else {
 		row("cpu extensions", "%s", strings.Join(flags, " "))
+	}
+	if p, _, _ := modelfile.ChoosePrecision(modelfile.AutoPrecision, "dpa"); p == torch.BFloat16 {
+		row("precision auto", "bf16 for DPA models (native bfloat16), fp32 for the others")
+	} else {
+		row("precision auto", "fp32 for every model (no native bfloat16: avx512_bf16 or AMX)")
 	}
 	if torch.CUDAAvailable() {
 		row("cuda", "available, %d device(s)", torch.CUDADeviceCount())

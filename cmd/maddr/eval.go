@@ -72,7 +72,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := setPrecision(m, *precision); err != nil {
+	if err := setPrecision(m, *precision, stderr); err != nil {
 		return err
 	}
 	specs := []dataset.Spec(data)

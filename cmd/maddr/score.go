@@ -61,7 +61,7 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 	}
 	setThreads(a.threads)
 	path := resolveModel(a.modelPath)
-	m, sc, digest, err := openScorer(path, a.precision, a.sf)
+	m, sc, digest, err := openScorer(path, a.precision, a.sf, stderr)
 	if err != nil {
 		return err
 	}

@@ -61,7 +61,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	setThreads(*threads)
 	path := resolveModel(*modelPath)
-	m, sc, digest, err := openScorer(path, *precision, sf)
+	m, sc, digest, err := openScorer(path, *precision, sf, stderr)
 	if err != nil {
 		return err
 	}

@@ -68,6 +68,7 @@ func runWatch(args []string, stdout, stderr io.Writer) error {
 	af := addArchiveFlags(fs)
 	sf := addScoreFlags(fs)
 	threads := fs.Int("threads", 0, "libtorch threads (0: all cores)")
+	precision := precisionFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -81,7 +82,7 @@ func runWatch(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	setThreads(*threads)
-	m, sc, digest, err := openScorer(resolveModel(*modelPath), "fp32", sf)
+	m, sc, digest, err := openScorer(resolveModel(*modelPath), *precision, sf, stderr)
 	if err != nil {
 		return err
 	}

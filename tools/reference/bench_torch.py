@@ -468,7 +468,7 @@ def fanogan_score(a):
     return step
 
 
-# dpa-score-bf16 compares the Go side's opt-in bf16 scoring with PyTorch's fp32.
+# The *-score-bf16 cases compare the Go side's bf16 scoring with PyTorch's fp32.
 # The Go side's dpa-train reuses target features across epochs; PyTorch's
 # reference computes them every step in both cases.
 CASES = {"dpa-train": dpa_train, "dpa-train-nocache": dpa_train, "maddr-dpa-train": maddr_dpa_train, "ganomaly-train": ganomaly_train,
@@ -476,7 +476,9 @@ CASES = {"dpa-train": dpa_train, "dpa-train-nocache": dpa_train, "maddr-dpa-trai
          "ae-train": ae_train, "ae-score": ae_score, "memae-train": memae_train, "memae-score": memae_score,
          "maddr-ae-train": maddr_ae_train, "maddr-memae-train": maddr_memae_train,
          "maddr-ganomaly-train": maddr_ganomaly_train, "maddr-fanogan-train": maddr_fanogan_train,
-         "fanogan-train": fanogan_train, "fanogan-score": fanogan_score}
+         "fanogan-train": fanogan_train, "fanogan-score": fanogan_score,
+         "ae-score-bf16": ae_score, "memae-score-bf16": memae_score, "ganomaly-score-bf16": ganomaly_score,
+         "fanogan-score-bf16": fanogan_score}
 
 
 def peak_rss_mib():
