@@ -95,7 +95,13 @@ func checkShard(p string, h Header, first string, merged Header, seen map[int]st
 		return fmt.Errorf("%s was scored by another model (sha256 %.12s...) than %s (%.12s...)", p, h.ModelSHA256, first, merged.ModelSHA256)
 	}
 	a, b := h.Settings, merged.Settings
-	a.Workers, b.Workers = 0, 0
+	if pa, pb := precisionOf(a), precisionOf(b); pa != pb {
+		// --precision auto depends on the CPU, so shards scored on
+		// different machines can differ here.
+		return fmt.Errorf("%s was scored in %s but %s in %s: bf16 rounds scores, so one job's shards share a precision; "+
+			"score them all with the same --precision (fp32 gives the same scores on every CPU)", p, pa, first, pb)
+	}
+	a.Workers, b.Workers, a.Precision, b.Precision = 0, 0, "", ""
 	if a != b {
 		return fmt.Errorf("%s was scored with other settings (%+v) than %s (%+v)", p, h.Settings, first, merged.Settings)
 	}
@@ -146,4 +152,13 @@ func checkUnit(rs []Result) error {
 		seen[k] = true
 	}
 	return nil
+}
+
+// precisionOf is a header's precision, with the fp32 of outputs written
+// before it was recorded.
+func precisionOf(s Settings) string {
+	if s.Precision == "" {
+		return "fp32"
+	}
+	return s.Precision
 }

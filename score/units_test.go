@@ -288,7 +288,7 @@ func TestMergeRefusesMixedPrecision(t *testing.T) {
 		}
 		paths = append(paths, p)
 	}
-	if _, _, err := score.Merge(paths, score.MergeOptions{}); err == nil || !strings.Contains(err.Error(), "other settings") {
+	if _, _, err := score.Merge(paths, score.MergeOptions{}); err == nil || !strings.Contains(err.Error(), "scored in bf16 but") {
 		t.Errorf("merging fp32 and bf16 shards: %v, want a refusal naming the settings", err)
 	}
 }
