@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/maddr-project/maddr/nn"
 	"github.com/maddr-project/maddr/pthfile"
@@ -131,10 +132,33 @@ type VGG struct {
 
 	// Without autograd (scoring, the target side of the loss) each
 	// convolution and its ReLU run as one prepacked oneDNN primitive, built
-	// per input size and element type on first use. NoFusion turns this off.
+	// per input size and element type on first use. NoFusion turns this off;
+	// so does SetTraining(true).
 	NoFusion bool
+	training atomic.Bool
 	fusedMu  sync.Mutex
 	fused    map[fusedKey]*[10]*torch.ConvReLU
+}
+
+// SetTraining says whether the network now serves a training loop. While it
+// does, no-grad passes (the target side of the loss) run convolution and
+// ReLU as two ops: with DPA's target cache they run once per image, so
+// fusing them saves well under 1 % of training time, while the prepacked
+// weights and their oneDNN primitives held 40-65 MiB more peak memory in a
+// DPA training process (BENCHMARKS.md). Turning training on drops them;
+// scoring (SetTraining(false)) builds them again on first use.
+func (v *VGG) SetTraining(on bool) {
+	if !v.training.Swap(on) && on {
+		v.dropFused()
+	}
+}
+
+// PrepackedSets is the number of prepacked weight sets the fused path holds
+// (one per image size and element type scored), for memory diagnostics.
+func (v *VGG) PrepackedSets() int {
+	v.fusedMu.Lock()
+	defer v.fusedMu.Unlock()
+	return len(v.fused)
 }
 
 // fusedKey identifies the prepacked convolutions for one input size and
@@ -330,7 +354,7 @@ func (v *VGG) Features(x *torch.Tensor) (r32, r42 *torch.Tensor) {
 	next(h.Add(v.inShift))
 	next(h.ContiguousAs(torch.ChannelsLast))
 	var packs *[10]*torch.ConvReLU
-	if !v.NoFusion && !torch.GradEnabled() {
+	if !v.NoFusion && !v.training.Load() && !torch.GradEnabled() {
 		// Under autocast the convolutions compute in its element type; the
 		// fused ones are given their input in it, as autocast would.
 		dtype := torch.Float32

@@ -210,3 +210,29 @@ func TestTargetCacheRespectsItsBound(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Training keeps no prepacked VGG weights (they cost peak memory and buy
+// nothing measurable there); scoring builds them, the next step drops them.
+func TestTrainingHoldsNoPrepackedVGG(t *testing.T) {
+	_, _, d := cacheRun(t, exactCacheRaw, 3, 99) // the target side ran without autograd
+	if n := d.VGG().PrepackedSets(); n != 0 {
+		t.Fatalf("after training: %d prepacked VGG weight sets, want 0", n)
+	}
+	err := torch.Run(func(s *torch.Scope) error {
+		x := s.Adopt(torch.Zeros(2, 1, 16, 16).AddScalar(0.25))
+		if _, err := s.Adopt(d.Score(x)).Float32s(); err != nil {
+			return err
+		}
+		if n := d.VGG().PrepackedSets(); n != 1 {
+			t.Errorf("after scoring: %d prepacked VGG weight sets, want 1", n)
+		}
+		_, err := d.TrainStep(s, baselines.Step{Iter: 4, X: x})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := d.VGG().PrepackedSets(); n != 0 {
+		t.Errorf("after a training step that followed scoring: %d prepacked VGG weight sets, want 0", n)
+	}
+}

@@ -354,6 +354,7 @@ func (d *DPA) TrainStep(s *torch.Scope, step baselines.Step) (baselines.Losses, 
 	if err := d.checkImages(step.X); err != nil {
 		return nil, err
 	}
+	d.vgg.SetTraining(true)
 	var rp, l1, total *torch.Tensor
 	losses := baselines.Losses{}
 	err := backbone.Forward(s, func(fs *torch.Scope) error {
@@ -366,6 +367,9 @@ func (d *DPA) TrainStep(s *torch.Scope, step baselines.Step) (baselines.Losses, 
 				return fmt.Errorf("dpa: iteration %d: %w", step.Iter, err)
 			}
 			rp = d.rp.PerImageFromTarget(t32, t42, recon).Mean()
+			// Not needed by the backward pass, which is the step's peak.
+			t32.Free()
+			t42.Free()
 		} else {
 			rp = d.rp.PerImage(x, recon).Mean()
 		}
@@ -431,6 +435,7 @@ func (d *DPA) Score(x *torch.Tensor) *torch.Tensor {
 	if err := d.checkImages(x); err != nil {
 		return torch.Failed(err)
 	}
+	d.vgg.SetTraining(false)
 	var out *torch.Tensor
 	if err := torch.NoGrad(func() error {
 		return torch.Run(func(s *torch.Scope) error {
