@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"image/color"
+	"slices"
 	"sort"
 	"strings"
 
@@ -163,7 +164,12 @@ func (r *Report) Markdown() string {
 	return b.String()
 }
 
-// PlotPNG draws Go and PyTorch images/s per compared case.
+// PlotPNG draws, per case measured on both sides, maddr's speed as a
+// multiple of PyTorch's (images/s ratio; one bar per case, cases top to
+// bottom in report order), coloured by whether the case meets its speed
+// target, with a line at parity and a tick at each case's target. A ratio
+// reads the same for a 0.015-s and a 7-s step, which absolute images/s
+// across the cases (1 to 2000) do not.
 func (r *Report) PlotPNG() (out []byte, err error) {
 	defer func() {
 		if v := recover(); v != nil {
@@ -171,42 +177,72 @@ func (r *Report) PlotPNG() (out []byte, err error) {
 		}
 	}()
 	var names []string
-	var goV, ptV plotter.Values
+	var met, short plotter.Values
+	var targets plotter.XYs
+	maxX := 2.2
 	for _, p := range r.Pairs {
-		if p.Go == nil || p.PyTorch == nil {
+		ratio := p.Ratio()
+		if ratio == 0 {
 			continue
 		}
+		target := speedTarget(p.Case.Name)
 		names = append(names, p.Case.Name)
-		goV = append(goV, p.Go.ImagesPerS)
-		ptV = append(ptV, p.PyTorch.ImagesPerS)
+		if ratio >= target {
+			met, short = append(met, ratio), append(short, 0)
+		} else {
+			met, short = append(met, 0), append(short, ratio)
+		}
+		targets = append(targets, plotter.XY{X: target})
+		maxX = max(maxX, ratio*1.1)
 	}
 	if len(names) == 0 {
 		return nil, fmt.Errorf("bench: no case measured on both sides to plot")
 	}
+	// Nominal positions count from the bottom; the report's first case goes on top.
+	n := len(names)
+	slices.Reverse(names)
+	slices.Reverse(met)
+	slices.Reverse(short)
+	for i := range targets {
+		targets[i].Y = float64(n - 1 - i)
+	}
 	pl := plot.New()
-	pl.Title.Text = fmt.Sprintf("images/s, batch %d, %dx%d (higher is better)", r.Params.Batch, r.Params.Size, r.Params.Size)
-	pl.Y.Label.Text = "images/s"
-	w := vg.Points(14)
-	for i, side := range []struct {
+	pl.Title.Text = fmt.Sprintf("maddr speed / PyTorch speed, batch %d, %dx%d (right of 1: maddr faster)", r.Params.Batch, r.Params.Size, r.Params.Size)
+	pl.X.Label.Text = "images/s ratio (a square marks the case's target)"
+	w := vg.Points(9)
+	for _, side := range []struct {
 		name string
 		v    plotter.Values
 		c    color.Color
-	}{{"maddr (Go)", goV, color.RGBA{0, 114, 178, 255}}, {"PyTorch", ptV, color.RGBA{213, 94, 0, 255}}} {
+	}{{"target met", met, color.RGBA{0, 114, 178, 255}}, {"target not met", short, color.RGBA{213, 94, 0, 255}}} {
 		bars, err := plotter.NewBarChart(side.v, w)
 		if err != nil {
 			return nil, err
 		}
+		bars.Horizontal = true
 		bars.Color = side.c
 		bars.LineStyle.Width = 0
-		bars.Offset = vg.Length(2*i-1) * w / 2
 		pl.Add(bars)
 		pl.Legend.Add(side.name, bars)
 	}
-	pl.Legend.Top, pl.Legend.Left = true, true
-	pl.NominalX(names...)
-	pl.Y.Min = 0
-	pl.Y.Max *= 1.25 // room for the legend above the bars
-	wt, err := pl.WriterTo(7*vg.Inch, 3.8*vg.Inch, "png")
+	parity, err := plotter.NewLine(plotter.XYs{{X: 1, Y: -0.6}, {X: 1, Y: float64(n) - 0.4}})
+	if err != nil {
+		return nil, err
+	}
+	parity.Dashes = []vg.Length{vg.Points(3), vg.Points(3)}
+	pl.Add(parity)
+	ticks, err := plotter.NewScatter(targets)
+	if err != nil {
+		return nil, err
+	}
+	ticks.GlyphStyle.Shape = draw.BoxGlyph{}
+	ticks.GlyphStyle.Radius = vg.Points(2)
+	ticks.GlyphStyle.Color = color.Black
+	pl.Add(ticks)
+	pl.NominalY(names...)
+	pl.X.Min, pl.X.Max = 0, maxX
+	pl.Legend.Top = true
+	wt, err := pl.WriterTo(7.5*vg.Inch, vg.Length(1.2+0.22*float64(n))*vg.Inch, "png")
 	if err != nil {
 		return nil, err
 	}

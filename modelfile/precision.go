@@ -18,9 +18,11 @@ const AutoPrecision = "auto"
 // #14's rule were measured (docs/precision.md): on trained models the test
 // AUC moved by at most 0.5 points on every phantom group and not at all on
 // the real fixtures, and bf16 scoring is much faster than fp32. DPA: AUC
-// within 0.14 points (0.39 for MADDR+DPA), scoring 1.5x faster. The AE passes the
-// AUC half but scores only ~8 % faster in bf16, MemAE and GANomaly 4-6 %,
-// f-AnoGAN 13 % (BENCHMARKS.md), too little to change every score they write.
+// within 0.39 points on every group of ten trained models, scoring
+// 1.5-1.8x faster. The AE passes the AUC half but scores only ~8 % faster
+// in bf16, too little to change every score it writes; MemAE, GANomaly and
+// f-AnoGAN gain 0-54 % by run but no trained model of theirs was compared
+// (BENCHMARKS.md, docs/precision.md).
 var autoBF16Families = []string{"dpa"}
 
 // nativeBF16 reports whether the CPU multiplies bfloat16 in hardware
@@ -61,7 +63,7 @@ func ChoosePrecision(value, family string) (d torch.DType, why string, err error
 		return torch.Float32, "auto: this CPU has no native bfloat16 (avx512_bf16 or AMX); bf16 would be slower than fp32", nil
 	}
 	return torch.BFloat16, fmt.Sprintf("auto: %s on a CPU with native bfloat16; AUC unchanged within 0.5 points, "+
-		"about 1.5x faster; --precision fp32 for exact scores; docs/precision.md", family), nil
+		"about 1.5-1.8x faster; --precision fp32 for exact scores; docs/precision.md", family), nil
 }
 
 // PrecisionName is the --precision spelling of d.

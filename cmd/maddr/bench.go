@@ -57,7 +57,7 @@ func newBenchFlags(stderr io.Writer) (*flag.FlagSet, *benchFlags) {
 		schedule:      fs.Int("schedule", 0, "time this many iterations of the real MADDR+DPA training loop and extrapolate the paper's 16000 (0: skip)"),
 		markdown:      fs.String("markdown", "", "write the results as Markdown (for BENCHMARKS.md)"),
 		jsonOut:       fs.String("json", "", "write every measurement as JSON"),
-		plotOut:       fs.String("plot", "", "write a PNG bar chart of images/s"),
+		plotOut:       fs.String("plot", "", "write a PNG bar chart of each case's speed as a multiple of PyTorch's"),
 		scalingPlot:   fs.String("scaling-plot", "", "write a PNG of the DPA step time against batch size and image size (needs --scaling)"),
 		cpuProfile:    fs.String("cpuprofile", "", "with --child: write a Go CPU profile of the case (time inside libtorch shows as runtime.cgocall)"),
 	}
