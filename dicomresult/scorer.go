@@ -12,8 +12,8 @@ import (
 
 // ModelOf describes a loaded model file for result objects: its file name,
 // a version made of its baseline, creation time (a retrained model differs
-// in both) and scoring precision, its SHA-256 (modelfile.Digest of the file) and the
-// running maddr build.
+// in both) and scoring precision, its SHA-256 (modelfile.Digest of the
+// file) and the running maddr build.
 func ModelOf(m *modelfile.Model, sha256, software string) Model {
 	version := m.Manifest.Model
 	if !m.Manifest.Created.IsZero() {
