@@ -66,6 +66,16 @@ func ChoosePrecision(value, family string) (d torch.DType, why string, err error
 		"about 1.5-1.8x faster; --precision fp32 for exact scores; docs/precision.md", family), nil
 }
 
+// RecordedPrecision is the precision a file records as name: files written
+// before precisions were recorded leave it empty, and scored in fp32, the
+// only arithmetic there was.
+func RecordedPrecision(name string) string {
+	if name == "" {
+		return "fp32"
+	}
+	return name
+}
+
 // PrecisionName is the --precision spelling of d.
 func PrecisionName(d torch.DType) string {
 	if d == torch.BFloat16 {

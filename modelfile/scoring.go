@@ -42,11 +42,7 @@ func GroupPairs(samples []dataset.Sample) map[string]GroupPair {
 func (m Manifest) ThresholdPrecisions() []string {
 	var out []string
 	for _, t := range m.Thresholds {
-		p := t.Precision
-		if p == "" {
-			p = "fp32"
-		}
-		if !slices.Contains(out, p) {
+		if p := RecordedPrecision(t.Precision); !slices.Contains(out, p) {
 			out = append(out, p)
 		}
 	}

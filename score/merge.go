@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/maddr-project/maddr/modelfile"
 	"github.com/maddr-project/maddr/shard"
 )
 
@@ -95,7 +96,7 @@ func checkShard(p string, h Header, first string, merged Header, seen map[int]st
 		return fmt.Errorf("%s was scored by another model (sha256 %.12s...) than %s (%.12s...)", p, h.ModelSHA256, first, merged.ModelSHA256)
 	}
 	a, b := h.Settings, merged.Settings
-	if pa, pb := precisionOf(a), precisionOf(b); pa != pb {
+	if pa, pb := modelfile.RecordedPrecision(a.Precision), modelfile.RecordedPrecision(b.Precision); pa != pb {
 		// --precision auto depends on the CPU, so shards scored on
 		// different machines can differ here.
 		return fmt.Errorf("%s was scored in %s but %s in %s: bf16 rounds scores, so one job's shards share a precision; "+
@@ -152,13 +153,4 @@ func checkUnit(rs []Result) error {
 		seen[k] = true
 	}
 	return nil
-}
-
-// precisionOf is a header's precision, with the fp32 of outputs written
-// before it was recorded.
-func precisionOf(s Settings) string {
-	if s.Precision == "" {
-		return "fp32"
-	}
-	return s.Precision
 }
