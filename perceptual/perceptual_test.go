@@ -283,6 +283,7 @@ func TestLossLeavesNoTensorsBehind(t *testing.T) {
 		}
 	}
 	step()
+	torch.SettleFinalizers()
 	live := torch.LiveTensors()
 	for range 3 {
 		step()

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 )
 
@@ -122,6 +123,17 @@ var liveTensors atomic.Int64
 
 // LiveTensors is the number of tensor handles currently allocated.
 func LiveTensors() int64 { return liveTensors.Load() }
+
+// SettleFinalizers runs the garbage collector until the finalizers of
+// unreachable tensors (left by earlier tests) have run, so that LiveTensors
+// counts only what is still in use. Leak tests take their starting count
+// after it.
+func SettleFinalizers() {
+	for range 3 {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+}
 
 // Tensor is a handle to a libtorch tensor, with a sticky error (see package doc).
 type Tensor struct {

@@ -119,7 +119,7 @@ func TestTrainStepFreesEverything(t *testing.T) {
 		}
 	}
 	step(1) // creates Adam's state
-	fixture.Settle()
+	torch.SettleFinalizers()
 	before := torch.LiveTensors()
 	for i := 2; i <= 4; i++ {
 		step(i)

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/maddr-project/maddr/baselines"
-	"github.com/maddr-project/maddr/baselines/internal/backbone/fixture"
 	"github.com/maddr-project/maddr/internal/parity"
 	"github.com/maddr-project/maddr/nn"
 	"github.com/maddr-project/maddr/perceptual"
@@ -286,7 +285,7 @@ func TestTrainStepLeavesNoTensorsBehind(t *testing.T) {
 		}
 	}
 	step(1) // creates Adam's state
-	fixture.Settle()
+	torch.SettleFinalizers()
 	live := torch.LiveTensors()
 	for i := 2; i <= 4; i++ {
 		step(i)

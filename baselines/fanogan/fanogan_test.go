@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/maddr-project/maddr/baselines"
-	"github.com/maddr-project/maddr/baselines/internal/backbone/fixture"
 	"github.com/maddr-project/maddr/nn"
 	"github.com/maddr-project/maddr/torch"
 )
@@ -338,14 +337,14 @@ func TestTrainStepDoesNotLeak(t *testing.T) {
 		}
 	}
 	run(1, 5) // critic and generator optimizers create their state
-	fixture.Settle()
+	torch.SettleFinalizers()
 	before := torch.LiveTensors()
 	run(6, 10)
 	if after := torch.LiveTensors(); after != before {
 		t.Errorf("GAN steps leaked %d tensors", after-before)
 	}
 	run(11, 11) // the encoder's optimizer creates its state
-	fixture.Settle()
+	torch.SettleFinalizers()
 	before = torch.LiveTensors()
 	run(12, 15)
 	sc := torch.NewScope()

@@ -131,7 +131,7 @@ func TestTrainStepFreesEverything(t *testing.T) {
 			}
 		}
 		step(1)
-		fixture.Settle()
+		torch.SettleFinalizers()
 		before := torch.LiveTensors()
 		for i := 2; i <= 4; i++ {
 			step(i)
