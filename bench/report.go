@@ -102,6 +102,9 @@ func (r *Report) Markdown() string {
 	if r.Allocator != "" {
 		fmt.Fprintf(&b, "Allocator: %s.  \n", r.Allocator)
 	}
+	if r.Deconv != "" {
+		fmt.Fprintf(&b, "Transposed convolutions: %s.  \n", r.Deconv)
+	}
 	threads := "all cores"
 	if p.Threads > 0 {
 		threads = fmt.Sprint(p.Threads)

@@ -33,6 +33,9 @@ type Options struct {
 	// PythonEnv is added to the PyTorch child's environment (the glibc
 	// malloc settings the Go side runs with, torch.MallocEnv).
 	PythonEnv []string
+	// PythonArgs are added to the PyTorch child's command line (its
+	// optional speed-ups, --with).
+	PythonArgs []string
 	// ScaleBatches and ScaleSizes add the scaling table of the DPA training
 	// step (Go only): every batch at Size, then every size at its batch.
 	ScaleBatches []int
@@ -91,14 +94,16 @@ type Report struct {
 	Versions string
 	// Allocator says which glibc malloc settings each side ran with.
 	Allocator string
-	Params    Params
-	Rounds    int
-	Pairs     []Pair
-	Scaling   []Result
-	Schedule  *Result
-	Notes     []string
-	Started   time.Time
-	Seconds   float64
+	// Deconv says how each side computes transposed convolutions.
+	Deconv   string
+	Params   Params
+	Rounds   int
+	Pairs    []Pair
+	Scaling  []Result
+	Schedule *Result
+	Notes    []string
+	Started  time.Time
+	Seconds  float64
 }
 
 func (o *Options) defaults() {
@@ -290,7 +295,7 @@ func (o *Options) child(ctx context.Context, impl string, p Params) (Result, err
 	if impl == "go" {
 		argv = append(append(append([]string{}, o.GoChild...), "--child", p.Case), childArgs(p)...)
 	} else {
-		argv = append([]string{o.Python, o.Script, "--case", p.Case}, childArgs(p)...)
+		argv = append(append([]string{o.Python, o.Script, "--case", p.Case}, childArgs(p)...), o.PythonArgs...)
 	}
 	res := Result{Impl: impl, Params: p}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)

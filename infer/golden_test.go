@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"math"
 	"os"
 	"strconv"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/maddr-project/maddr/modelfile"
 	"github.com/maddr-project/maddr/score"
 	"github.com/maddr-project/maddr/score/scoretest"
+	"github.com/maddr-project/maddr/torch"
 )
 
 // updateGolden rewrites the saved outputs (and, when missing, trains the
@@ -153,12 +155,32 @@ func scoreOutputs(t *testing.T, m *modelfile.Model, test []dataset.Sample) []sco
 	return out
 }
 
+// readGolden reads the recorded outputs.
+func readGolden(t *testing.T) golden {
+	t.Helper()
+	b, err := os.ReadFile(goldenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g golden
+	if err := json.Unmarshal(b, &g); err != nil {
+		t.Fatalf("%s: %v", goldenFile, err)
+	}
+	return g
+}
+
 // TestOutputsBitForBitAsBefore fails if any score, probability or anomaly
 // map of evaluation or scoring differs by as much as one ulp from what the
 // code produced before inference went through this package.
+//
+// The golden outputs were recorded with libtorch's conv_transpose2d kernel,
+// so this test runs with it; TestGradientDeconvWithinRoundingOfGolden checks
+// the default kernel against the same file.
 func TestOutputsBitForBitAsBefore(t *testing.T) {
 	m := fixtureModel(t)
 	defer m.Framework.Base.Store().Free()
+	torch.SetConvTransposeByGradient(false)
+	defer torch.SetConvTransposeByGradient(true)
 	got := currentOutputs(t, m)
 	if *updateGolden {
 		b, err := json.MarshalIndent(got, "", " ")
@@ -170,14 +192,7 @@ func TestOutputsBitForBitAsBefore(t *testing.T) {
 		}
 		return
 	}
-	b, err := os.ReadFile(goldenFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var want golden
-	if err := json.Unmarshal(b, &want); err != nil {
-		t.Fatalf("%s: %v", goldenFile, err)
-	}
+	want := readGolden(t)
 	compareStrings(t, "evaluation validation score", want.EvalVal, got.EvalVal)
 	compareStrings(t, "evaluation test score", want.EvalTest, got.EvalTest)
 	if want.EvalReport != got.EvalReport {
@@ -202,5 +217,53 @@ func compareStrings(t *testing.T, what string, want, got []string) {
 		if want[i] != got[i] {
 			t.Errorf("%s %d: got %s, want %s", what, i, got[i], want[i])
 		}
+	}
+}
+
+// TestGradientDeconvWithinRoundingOfGolden scores with the default
+// transposed-convolution kernel (the gradient of a convolution, oneDNN): it
+// computes the same function as the kernel the golden outputs were recorded
+// with, so every score and probability agrees to float rounding and every
+// decision is the same. If nothing differed at all, the fixture would not
+// reach that kernel and the test would check nothing.
+func TestGradientDeconvWithinRoundingOfGolden(t *testing.T) {
+	m := fixtureModel(t)
+	defer m.Framework.Base.Store().Free()
+	got := currentOutputs(t, m)
+	want := readGolden(t)
+	differ := 0
+	near := func(what, w, g string) {
+		t.Helper()
+		if w == g {
+			return
+		}
+		differ++
+		wv, err1 := strconv.ParseFloat(w, 64)
+		gv, err2 := strconv.ParseFloat(g, 64)
+		if err1 != nil || err2 != nil || math.Abs(wv-gv) > 1e-5*math.Max(math.Abs(wv), 1e-3) {
+			t.Errorf("%s: %s, golden %s", what, g, w)
+		}
+	}
+	for i := range want.EvalVal {
+		near("validation score "+strconv.Itoa(i), want.EvalVal[i], got.EvalVal[i])
+	}
+	for i := range want.EvalTest {
+		near("test score "+strconv.Itoa(i), want.EvalTest[i], got.EvalTest[i])
+	}
+	if len(got.Score) != len(want.Score) {
+		t.Fatalf("%d scored images, want %d", len(got.Score), len(want.Score))
+	}
+	for i, w := range want.Score {
+		g := got.Score[i]
+		near(w.Path+" raw", w.Raw, g.Raw)
+		near(w.Path+" normalised", w.Normalised, g.Normalised)
+		near(w.Path+" organ probability", w.OrganProb, g.OrganProb)
+		near(w.Path+" modality probability", w.ModalityProb, g.ModalityProb)
+		if g.Decision != w.Decision || g.Group != w.Group || g.WindowOrgan != w.WindowOrgan {
+			t.Errorf("%s: decision %s, group %s, window %q; golden %s, %s, %q", w.Path, g.Decision, g.Group, g.WindowOrgan, w.Decision, w.Group, w.WindowOrgan)
+		}
+	}
+	if differ == 0 {
+		t.Error("every value is bit-identical to the golden outputs: the fixture never ran the gradient kernel")
 	}
 }

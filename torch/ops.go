@@ -5,6 +5,8 @@ package torch
 */
 import "C"
 
+import "sync/atomic"
+
 func (t *Tensor) binary(op string, code C.int, o *Tensor) *Tensor {
 	if bad := precheck(op, t, o); bad != nil {
 		return bad
@@ -396,9 +398,90 @@ func (t *Tensor) ConvTranspose2d(w, b *Tensor, o ConvOptions) *Tensor {
 		return bad
 	}
 	o = o.normalised()
+	if dtype, ok := transposedByGradient(t, w, o); ok {
+		return t.convTransposeByGradient(w, b, o, dtype)
+	}
 	var h C.mt_tensor
 	return result("conv_transpose2d", C.mt_conv_transpose2d(t.h, w.h, optHandle(b), int64Ptr(o.Stride[:]), int64Ptr(o.Padding[:]),
 		int64Ptr(o.OutputPadding[:]), C.int64_t(o.Groups), int64Ptr(o.Dilation[:]), &h), h, ops...)
+}
+
+// convTransposeByGradientOn selects, where transposedByGradient allows it,
+// the faster of two kernels for one function; see SetConvTransposeByGradient.
+var convTransposeByGradientOn atomic.Bool
+
+func init() { convTransposeByGradientOn.Store(true) }
+
+// SetConvTransposeByGradient chooses how ConvTranspose2d is computed on
+// batches it applies to (on by default): as the gradient of Conv2d with
+// respect to its input, which libtorch 1.13 runs in oneDNN, or (off) with
+// at::conv_transpose2d, which in libtorch 1.13 is an im2col + one GEMM per
+// image kernel (PyTorch 2.0 added a oneDNN one). Both compute the same
+// function; results differ by float rounding (about 1e-6 relative).
+func SetConvTransposeByGradient(on bool) { convTransposeByGradientOn.Store(on) }
+
+// The smallest batch and output channel count the oneDNN path is used for:
+// below them it measured slower than the GEMM kernel (single images of the
+// large GANomaly layers, single-channel output layers at any batch;
+// BENCHMARKS.md, "Transposed convolutions").
+const (
+	minBatchForGradientDeconv    = 8
+	minChannelsForGradientDeconv = 8
+)
+
+// transposedByGradient says whether ConvTranspose2d of t by w takes the
+// gradient path, and in which element type. That is float32: libtorch 1.13's
+// CPU autocast runs conv_transpose2d in float32 (casting reduced-precision
+// operands up), so under autocast the gradient path does the same; outside
+// it, only float32 operands take the path.
+func transposedByGradient(t, w *Tensor, o ConvOptions) (DType, bool) {
+	if !convTransposeByGradientOn.Load() || t.Dim() != 4 || w.Dim() != 4 {
+		return 0, false
+	}
+	if t.Size(0) < minBatchForGradientDeconv || w.Size(1)*o.Groups < minChannelsForGradientDeconv {
+		return 0, false
+	}
+	if !AutocastEnabled() && (t.DType() != Float32 || w.DType() != Float32) {
+		return 0, false
+	}
+	return Float32, true
+}
+
+// convTransposeByGradient computes ConvTranspose2d as the input gradient of
+// the Conv2d whose weight is w: same weight layout, output side
+// (in-1)*stride - 2*padding + dilation*(k-1) + output_padding + 1.
+func (t *Tensor) convTransposeByGradient(w, b *Tensor, o ConvOptions, dtype DType) *Tensor {
+	x := t
+	if x.DType() != dtype {
+		x = t.To(dtype)
+		defer x.Free()
+	}
+	if w.DType() != dtype {
+		w = w.To(dtype)
+		defer w.Free()
+	}
+	shape := [4]int64{t.Size(0), w.Size(1) * o.Groups, 0, 0}
+	for i := range 2 {
+		shape[2+i] = (t.Size(2+i)-1)*o.Stride[i] - 2*o.Padding[i] + o.Dilation[i]*(w.Size(2+i)-1) + o.OutputPadding[i] + 1
+	}
+	if bad := precheck("conv_transpose2d", x, w); bad != nil {
+		return bad
+	}
+	var h C.mt_tensor
+	out := result("conv_transpose2d", C.mt_conv2d_input_grad(x.h, w.h, int64Ptr(shape[:]), int64Ptr(o.Stride[:]), int64Ptr(o.Padding[:]),
+		int64Ptr(o.Dilation[:]), C.int64_t(o.Groups), &h), h, t, w)
+	if b == nil || out.Err() != nil {
+		return out
+	}
+	if b.DType() != dtype {
+		b = b.To(dtype)
+		defer b.Free()
+	}
+	bias := b.Reshape(1, -1, 1, 1)
+	defer bias.Free()
+	withBias := out.Add(bias)
+	out.Free()
+	return withBias
 }
 
 // BatchNorm normalises over all dimensions but the channel (dim 1). In

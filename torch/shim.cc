@@ -437,6 +437,17 @@ mt_err mt_conv2d(mt_tensor x, mt_tensor w, mt_tensor b, const int64_t *stride, c
 mt_err mt_conv_transpose2d(mt_tensor x, mt_tensor w, mt_tensor b, const int64_t *stride, const int64_t *padding, const int64_t *output_padding, int64_t groups, const int64_t *dilation, mt_tensor *out) {
   MT_TRY(*out = wrap(at::conv_transpose2d(x->t, w->t, opt(b), ints(stride, 2), ints(padding, 2), ints(output_padding, 2), groups, ints(dilation, 2))))
 }
+// The gradient of conv2d with respect to an input of shape input_shape: the
+// op a transposed convolution is defined as. The input itself is not read,
+// so an uninitialised tensor of that shape stands for it.
+mt_err mt_conv2d_input_grad(mt_tensor grad, mt_tensor w, const int64_t *input_shape, const int64_t *stride, const int64_t *padding, const int64_t *dilation, int64_t groups, mt_tensor *out) {
+  MT_TRY({
+    at::Tensor input = at::empty(ints(input_shape, 4), grad->t.options());
+    auto grads = at::convolution_backward(grad->t, input, w->t, c10::nullopt, ints(stride, 2), ints(padding, 2), ints(dilation, 2),
+                                          false, std::vector<int64_t>{0, 0}, groups, {true, false, false});
+    *out = wrap(std::get<0>(grads));
+  })
+}
 mt_err mt_batch_norm(mt_tensor x, mt_tensor w, mt_tensor b, mt_tensor running_mean, mt_tensor running_var, int training, double momentum, double eps, mt_tensor *out) {
   MT_TRY(*out = wrap(at::batch_norm(x->t, opt(w), opt(b), opt(running_mean), opt(running_var), training != 0, momentum, eps, true)))
 }

@@ -135,6 +135,7 @@ mt_err mt_matmul(mt_tensor a, mt_tensor b, mt_tensor *out);
 mt_err mt_linear(mt_tensor x, mt_tensor w, mt_tensor b, mt_tensor *out);
 mt_err mt_conv2d(mt_tensor x, mt_tensor w, mt_tensor b, const int64_t *stride, const int64_t *padding, const int64_t *dilation, int64_t groups, mt_tensor *out);
 mt_err mt_conv_transpose2d(mt_tensor x, mt_tensor w, mt_tensor b, const int64_t *stride, const int64_t *padding, const int64_t *output_padding, int64_t groups, const int64_t *dilation, mt_tensor *out);
+mt_err mt_conv2d_input_grad(mt_tensor grad, mt_tensor w, const int64_t *input_shape, const int64_t *stride, const int64_t *padding, const int64_t *dilation, int64_t groups, mt_tensor *out);
 mt_err mt_batch_norm(mt_tensor x, mt_tensor w, mt_tensor b, mt_tensor running_mean, mt_tensor running_var, int training, double momentum, double eps, mt_tensor *out);
 mt_err mt_layer_norm(mt_tensor x, const int64_t *shape, int ndim, mt_tensor w, mt_tensor b, double eps, mt_tensor *out);
 mt_err mt_avg_pool2d(mt_tensor x, const int64_t *kernel, const int64_t *stride, const int64_t *padding, mt_tensor *out);

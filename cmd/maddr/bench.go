@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -29,6 +30,7 @@ type benchFlags struct {
 	batch, size, steps, warmup, threads     *int
 	pool, rounds, schedule                  *int
 	pytorch, python, script, pytorchMalloc  *string
+	deconv, pytorchWith                     *string
 	scaling                                 *bool
 	scaleBatches, scaleSizes                *string
 	markdown, jsonOut, plotOut, scalingPlot *string
@@ -50,6 +52,8 @@ func newBenchFlags(stderr io.Writer) (*flag.FlagSet, *benchFlags) {
 		pytorch:       fs.String("pytorch", "auto", "PyTorch side: auto (when the interpreter imports torch), on (required), off"),
 		python:        fs.String("python", "/usr/bin/python3", "Python interpreter with torch (Debian's python3-torch)"),
 		pytorchMalloc: fs.String("pytorch-malloc", "same", "glibc malloc settings of the PyTorch side: same (the ones maddr sets for itself, see package torch) or default (glibc's adaptive thresholds)"),
+		deconv:        fs.String("deconv", "gradient", "how the Go side computes transposed convolutions: gradient (as the input gradient of a convolution, in oneDNN; maddr's default) or direct (libtorch 1.13's conv_transpose2d, as the PyTorch reference does)"),
+		pytorchWith:   fs.String("pytorch-with", "", "optional speed-ups of the PyTorch reference, comma-separated: deconv-by-gradient (transposed convolutions computed as maddr computes them)"),
 		script:        fs.String("script", "", "the reference script (default: tools/reference/bench_torch.py found from the working directory)"),
 		scaling:       fs.Bool("scaling", false, "also measure the DPA step against batch size and image size (Go)"),
 		scaleBatches:  fs.String("scale-batches", "8,16,32,64,128", "batch sizes of the scaling table (at --size)"),
@@ -92,12 +96,14 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	deconv := f.deconvSides(&o)
 	rep, err := bench.Run(ctx, o)
 	if err != nil {
 		return err
 	}
 	rep.Versions = versions
 	rep.Allocator = allocator
+	rep.Deconv = deconv
 	rep.Command = "maddr bench " + strings.Join(args, " ")
 	md := rep.Markdown()
 	fmt.Fprint(stdout, md)
@@ -120,9 +126,33 @@ func (f *benchFlags) pythonMalloc(o *bench.Options) (string, error) {
 	return "", fmt.Errorf("maddr bench: --pytorch-malloc %q is not same or default", *f.pytorchMalloc)
 }
 
+// deconvSides passes --deconv to the Go children and --pytorch-with to the
+// reference, and says how each side computes transposed convolutions.
+func (f *benchFlags) deconvSides(o *bench.Options) string {
+	o.GoChild = append(o.GoChild, "--deconv", *f.deconv)
+	goSide := "Go side as the input gradient of a convolution (oneDNN)"
+	if *f.deconv == "direct" {
+		goSide = "Go side with conv_transpose2d"
+	}
+	pySide := "PyTorch side with conv_transpose2d (nn.ConvTranspose2d)"
+	if *f.pytorchWith != "" {
+		o.PythonArgs = []string{"--with", *f.pytorchWith}
+		if slices.Contains(strings.Split(*f.pytorchWith, ","), "deconv-by-gradient") {
+			pySide = "PyTorch side as the input gradient of a convolution (--pytorch-with deconv-by-gradient)"
+		}
+	}
+	return goSide + ", " + pySide
+}
+
 // runBenchChild measures the one case --child names in this process (under
 // the CPU profiler with --cpuprofile) and prints its result as JSON.
 func runBenchChild(f *benchFlags, stdout io.Writer) error {
+	switch *f.deconv {
+	case "gradient", "direct":
+		torch.SetConvTransposeByGradient(*f.deconv == "gradient")
+	default:
+		return fmt.Errorf("maddr bench: --deconv %q is not gradient or direct", *f.deconv)
+	}
 	var prof bytes.Buffer
 	if *f.cpuProfile != "" {
 		if err := pprof.StartCPUProfile(&prof); err != nil {

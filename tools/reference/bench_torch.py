@@ -47,6 +47,29 @@ GROUP_MODALITY = [0, 0, 1]
 #   set-to-none: optimizer.zero_grad(set_to_none=True) (frees gradients instead of zeroing them).
 SPEEDUPS = ("channels-last", "inference-mode", "set-to-none")
 ON = set(SPEEDUPS)
+# Off unless asked for (--with): what maddr does and a PyTorch 1.13 user
+# ordinarily does not, so that a run can show where maddr's lead comes from.
+#   deconv-by-gradient: a transposed convolution computed as the input gradient
+#     of the matching convolution (oneDNN in libtorch 1.13; conv_transpose2d is
+#     an im2col + one GEMM per image kernel there), on the batches maddr uses
+#     it for (>= 8 images, >= 8 output channels, float32).
+OPTIONAL = ("deconv-by-gradient",)
+
+_conv_transpose2d = torch.nn.functional.conv_transpose2d
+
+
+def conv_transpose2d_by_gradient(x, w, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    pair = torch.nn.modules.utils._pair
+    stride, padding, output_padding, dilation = pair(stride), pair(padding), pair(output_padding), pair(dilation)
+    out_ch = w.shape[1] * groups
+    if x.dim() != 4 or x.shape[0] < 8 or out_ch < 8 or x.dtype != torch.float32 or w.dtype != torch.float32:
+        return _conv_transpose2d(x, w, bias, stride, padding, output_padding, groups, dilation)
+    side = [(x.shape[2 + i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (w.shape[2 + i] - 1) + output_padding[i] + 1
+            for i in range(2)]
+    stand_in = torch.empty(x.shape[0], out_ch, *side)
+    y = torch.ops.aten.convolution_backward(x, stand_in, w, None, list(stride), list(padding), list(dilation),
+                                            False, [0, 0], groups, [True, False, False])[0]
+    return y if bias is None else y + bias.view(1, -1, 1, 1)
 
 
 class RandomVGG(dpa.FrozenVGG):
@@ -500,6 +523,7 @@ def main():
     ap.add_argument("--pool", type=int, default=648)
     ap.add_argument("--plain", action="store_true", help="none of the speed-ups (the reference as first written)")
     ap.add_argument("--without", default="", help="comma-separated speed-ups to leave out: " + ", ".join(SPEEDUPS))
+    ap.add_argument("--with", dest="extra", default="", help="comma-separated optional speed-ups to add: " + ", ".join(OPTIONAL))
     a = ap.parse_args()
     ON.clear()
     if not a.plain:
@@ -508,6 +532,12 @@ def main():
         if unknown:
             ap.error("unknown speed-up(s) %s (known: %s)" % (", ".join(sorted(unknown)), ", ".join(SPEEDUPS)))
         ON.update(set(SPEEDUPS) - off)
+    extra = set(filter(None, a.extra.split(",")))
+    if extra - set(OPTIONAL):
+        ap.error("unknown optional speed-up(s) %s (known: %s)" % (", ".join(sorted(extra - set(OPTIONAL))), ", ".join(OPTIONAL)))
+    ON.update(extra)
+    if "deconv-by-gradient" in ON:
+        torch.nn.functional.conv_transpose2d = conv_transpose2d_by_gradient
     os.chdir(os.path.dirname(os.path.dirname(HERE)))  # dpa_parity's paths are relative to the repository
     torch.set_num_threads(a.threads if a.threads > 0 else os.cpu_count())
     torch.manual_seed(1)
@@ -527,7 +557,7 @@ def main():
         "threads": torch.get_num_threads(), "pool": a.pool,
         "step_s": wall, "cpu_s": statistics.median(cpus), "images_per_s": a.batch / wall,
         "cpu_per_wall": sum(cpus) / sum(walls), "peak_rss_mib": peak_rss_mib(),
-        "note": "torch %s; %s" % (torch.__version__, ", ".join(s for s in SPEEDUPS if s in ON) or "plain"),
+        "note": "torch %s; %s" % (torch.__version__, ", ".join(s for s in SPEEDUPS + OPTIONAL if s in ON) or "plain"),
     }))
 
 
