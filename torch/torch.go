@@ -64,6 +64,19 @@
 // SetBLASThreads(1), puts that pool to sleep for good. It is not the
 // default because OpenBLAS splits a product differently on one thread, so the
 // trained weights change at rounding level, as with another thread count.
+//
+// # Transposed convolutions
+//
+// libtorch 1.13 computes conv_transpose2d on the CPU with im2col and one
+// OpenBLAS GEMM per image (PyTorch 2.0 added a oneDNN kernel). A transposed
+// convolution is by definition the gradient of a convolution with respect to
+// its input, and that gradient libtorch 1.13 does run in oneDNN, 2.4-8x
+// faster on the decoder layers of the AE, MemAE and GANomaly at batch 32
+// (forward and backward; tools/reference/deconv_kernels.py). ConvTranspose2d
+// therefore takes that path for batches of at least 8 images with at least 8
+// output channels, where it measured faster; SetConvTransposeByGradient(false)
+// restores the direct kernel. The results agree to float rounding (about
+// 1e-7 relative per layer), so trained weights differ at rounding level.
 package torch
 
 /*
