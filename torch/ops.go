@@ -417,13 +417,14 @@ func init() { convTransposeByGradientOn.Store(true) }
 // respect to its input, which libtorch 1.13 runs in oneDNN, or (off) with
 // at::conv_transpose2d, which in libtorch 1.13 is an im2col + one GEMM per
 // image kernel (PyTorch 2.0 added a oneDNN one). Both compute the same
-// function; results differ by float rounding (about 1e-6 relative).
+// function; results differ by float rounding (2-5e-7 of the largest output
+// per layer, measured).
 func SetConvTransposeByGradient(on bool) { convTransposeByGradientOn.Store(on) }
 
 // The smallest batch and output channel count the oneDNN path is used for:
 // below them it measured slower than the GEMM kernel (single images of the
 // large GANomaly layers, single-channel output layers at any batch;
-// BENCHMARKS.md, "Transposed convolutions").
+// BENCHMARKS.md, "2026-12-07, sixth session", per-layer table).
 const (
 	minBatchForGradientDeconv    = 8
 	minChannelsForGradientDeconv = 8
