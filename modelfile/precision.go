@@ -19,10 +19,12 @@ const AutoPrecision = "auto"
 // AUC moved by at most 0.5 points on every phantom group and not at all on
 // the real fixtures, and bf16 scoring is much faster than fp32. DPA: AUC
 // within 0.39 points on every group of ten trained models, scoring
-// 1.5-1.8x faster. The AE passes the AUC half but scores only ~8 % faster
-// in bf16, too little to change every score it writes; MemAE, GANomaly and
-// f-AnoGAN gain 0-54 % by run but no trained model of theirs was compared
-// (BENCHMARKS.md, docs/precision.md).
+// 1.5-1.8x faster. The AE passes the AUC half, but its fp32 scoring already
+// outruns the data loader (3786 against 2773 images/s), so bf16's gain
+// (1.07x, 1.36x since its transposed convolutions run in oneDNN) would not
+// reach a user scoring files while every score lost its last digits; MemAE,
+// GANomaly and f-AnoGAN gain 0-54 % by run but no trained model of theirs
+// was compared (BENCHMARKS.md, docs/precision.md).
 var autoBF16Families = []string{"dpa"}
 
 // nativeBF16 reports whether the CPU multiplies bfloat16 in hardware

@@ -398,8 +398,8 @@ func (t *Tensor) ConvTranspose2d(w, b *Tensor, o ConvOptions) *Tensor {
 		return bad
 	}
 	o = o.normalised()
-	if dtype, ok := transposedByGradient(t, w, o); ok {
-		return t.convTransposeByGradient(w, b, o, dtype)
+	if transposedByGradient(t, w, o) {
+		return t.convTransposeByGradient(w, b, o)
 	}
 	var h C.mt_tensor
 	return result("conv_transpose2d", C.mt_conv_transpose2d(t.h, w.h, optHandle(b), int64Ptr(o.Stride[:]), int64Ptr(o.Padding[:]),
@@ -431,34 +431,32 @@ const (
 )
 
 // transposedByGradient says whether ConvTranspose2d of t by w takes the
-// gradient path, and in which element type. That is float32: libtorch 1.13's
-// CPU autocast runs conv_transpose2d in float32 (casting reduced-precision
-// operands up), so under autocast the gradient path does the same; outside
-// it, only float32 operands take the path.
-func transposedByGradient(t, w *Tensor, o ConvOptions) (DType, bool) {
+// gradient path, which computes in float32: libtorch 1.13's CPU autocast
+// runs conv_transpose2d in float32 (casting reduced-precision operands up),
+// so under autocast the gradient path does the same; outside it, only
+// float32 operands take the path.
+func transposedByGradient(t, w *Tensor, o ConvOptions) bool {
 	if !convTransposeByGradientOn.Load() || t.Dim() != 4 || w.Dim() != 4 {
-		return 0, false
+		return false
 	}
 	if t.Size(0) < minBatchForGradientDeconv || w.Size(1)*o.Groups < minChannelsForGradientDeconv {
-		return 0, false
+		return false
 	}
-	if !AutocastEnabled() && (t.DType() != Float32 || w.DType() != Float32) {
-		return 0, false
-	}
-	return Float32, true
+	return AutocastEnabled() || (t.DType() == Float32 && w.DType() == Float32)
 }
 
 // convTransposeByGradient computes ConvTranspose2d as the input gradient of
 // the Conv2d whose weight is w: same weight layout, output side
 // (in-1)*stride - 2*padding + dilation*(k-1) + output_padding + 1.
-func (t *Tensor) convTransposeByGradient(w, b *Tensor, o ConvOptions, dtype DType) *Tensor {
+// Operands in another element type (under autocast) are cast to float32.
+func (t *Tensor) convTransposeByGradient(w, b *Tensor, o ConvOptions) *Tensor {
 	x := t
-	if x.DType() != dtype {
-		x = t.To(dtype)
+	if x.DType() != Float32 {
+		x = t.To(Float32)
 		defer x.Free()
 	}
-	if w.DType() != dtype {
-		w = w.To(dtype)
+	if w.DType() != Float32 {
+		w = w.To(Float32)
 		defer w.Free()
 	}
 	shape := [4]int64{t.Size(0), w.Size(1) * o.Groups, 0, 0}
@@ -474,8 +472,8 @@ func (t *Tensor) convTransposeByGradient(w, b *Tensor, o ConvOptions, dtype DTyp
 	if b == nil || out.Err() != nil {
 		return out
 	}
-	if b.DType() != dtype {
-		b = b.To(dtype)
+	if b.DType() != Float32 {
+		b = b.To(Float32)
 		defer b.Free()
 	}
 	bias := b.Reshape(1, -1, 1, 1)

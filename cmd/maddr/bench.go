@@ -96,7 +96,10 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	deconv := f.deconvSides(&o)
+	deconv, err := f.deconvSides(&o)
+	if err != nil {
+		return err
+	}
 	rep, err := bench.Run(ctx, o)
 	if err != nil {
 		return err
@@ -126,12 +129,26 @@ func (f *benchFlags) pythonMalloc(o *bench.Options) (string, error) {
 	return "", fmt.Errorf("maddr bench: --pytorch-malloc %q is not same or default", *f.pytorchMalloc)
 }
 
+// deconvByGradient is the value of --deconv: true for gradient, false for
+// direct.
+func (f *benchFlags) deconvByGradient() (bool, error) {
+	switch *f.deconv {
+	case "gradient", "direct":
+		return *f.deconv == "gradient", nil
+	}
+	return false, fmt.Errorf("maddr bench: --deconv %q is not gradient or direct", *f.deconv)
+}
+
 // deconvSides passes --deconv to the Go children and --pytorch-with to the
 // reference, and says how each side computes transposed convolutions.
-func (f *benchFlags) deconvSides(o *bench.Options) string {
+func (f *benchFlags) deconvSides(o *bench.Options) (string, error) {
+	byGradient, err := f.deconvByGradient()
+	if err != nil {
+		return "", err
+	}
 	o.GoChild = append(o.GoChild, "--deconv", *f.deconv)
 	goSide := "Go side as the input gradient of a convolution (oneDNN)"
-	if *f.deconv == "direct" {
+	if !byGradient {
 		goSide = "Go side with conv_transpose2d"
 	}
 	pySide := "PyTorch side with conv_transpose2d (nn.ConvTranspose2d)"
@@ -141,18 +158,17 @@ func (f *benchFlags) deconvSides(o *bench.Options) string {
 			pySide = "PyTorch side as the input gradient of a convolution (--pytorch-with deconv-by-gradient)"
 		}
 	}
-	return goSide + ", " + pySide
+	return goSide + ", " + pySide, nil
 }
 
 // runBenchChild measures the one case --child names in this process (under
 // the CPU profiler with --cpuprofile) and prints its result as JSON.
 func runBenchChild(f *benchFlags, stdout io.Writer) error {
-	switch *f.deconv {
-	case "gradient", "direct":
-		torch.SetConvTransposeByGradient(*f.deconv == "gradient")
-	default:
-		return fmt.Errorf("maddr bench: --deconv %q is not gradient or direct", *f.deconv)
+	byGradient, err := f.deconvByGradient()
+	if err != nil {
+		return err
 	}
+	torch.SetConvTransposeByGradient(byGradient)
 	var prof bytes.Buffer
 	if *f.cpuProfile != "" {
 		if err := pprof.StartCPUProfile(&prof); err != nil {

@@ -30,6 +30,7 @@ func TestBenchRefusesBadFlagsBeforeMeasuring(t *testing.T) {
 		{[]string{"--pytorch", "maybe"}, `--pytorch "maybe": want auto, on or off`},
 		{[]string{"--scaling", "--scale-batches", "8,x"}, "--scale-batches"},
 		{[]string{"--scaling", "--scale-sizes", "64:0"}, "--scale-sizes"},
+		{[]string{"--pytorch", "off", "--deconv", "sideways"}, `--deconv "sideways" is not gradient or direct`},
 	} {
 		err := runBench(c.args, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
